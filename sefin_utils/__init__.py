@@ -1,0 +1,23 @@
+"""sefin: speech emotion recognition with Feature Imitating Networks.
+
+The package holds all logic; the stage notebooks in ``notebooks/`` stay thin.
+Modules: ``constants`` (sample rate, framing, vocabulary), ``corpora`` (parsers, ``discover``), ``splits``,
+``audio`` (loading, fixed windows), ``synth`` (generated demo corpus), ``features`` (the feature registry and
+exact per-frame labels), ``augment``, ``cache`` (on-disk clip/label caches), ``fins``, ``ser``, ``metrics``,
+``plots``, ``report``, ``pipeline`` (papermill runner and CLI), ``predict``.
+"""
+
+from __future__ import annotations
+
+from sefin_utils.constants import (
+    CLIP_SAMPLES,
+    EMOTIONS,
+    FRAME_LENGTH,
+    HOP_LENGTH,
+    N_FRAMES,
+    SR,
+)
+
+__version__ = "0.1.0"
+
+__all__ = ["CLIP_SAMPLES", "EMOTIONS", "FRAME_LENGTH", "HOP_LENGTH", "N_FRAMES", "SR", "__version__"]

@@ -21,6 +21,7 @@ from sefin_utils.constants import DURATION_S, FRAME_LENGTH, HOP_LENGTH, OFFSET_S
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".mp3", ".m4a")
 """Extensions treated as audio (mp3/m4a need an audioread backend such as ffmpeg)."""
+_DECODER_ONLY = (".mp3", ".m4a")
 SILENCE_PEAK: float = 1e-5
 """A file whose peak absolute sample is below this (-100 dBFS) is rejected as all-silent."""
 
@@ -76,11 +77,17 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
         return data, int(rate)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        if path.suffix.lower() not in _DECODER_ONLY:
+            raise AudioError(path, f"unreadable or corrupt audio ({err})") from err
         sf_error = err
-    try:  # formats libsndfile cannot read (mp3/m4a): librosa's audioread path
+    try:  # formats libsndfile may not read (m4a, some mp3): librosa's audioread path (needs ffmpeg or similar)
+        import warnings
+
         import librosa
 
-        y, rate = librosa.load(str(path), sr=None, mono=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y, rate = librosa.load(str(path), sr=None, mono=False)
     except Exception as err:  # noqa: BLE001 - any backend failure is an unreadable file
         raise AudioError(path, f"unreadable audio ({sf_error}; fallback decoder: {err})") from err
     y = np.atleast_2d(y).T.astype(np.float32)

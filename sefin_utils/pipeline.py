@@ -182,9 +182,10 @@ def load_profile(
     name = str(params.get("profile") or path.stem)
     params["profile"] = name
     root = Path(root)
+    base = root if os.access(root, os.W_OK) else Path.cwd()  # a read-only checkout (a Kaggle dataset): write here
     for key, default in (("run_dir", f"runs/{name}"), ("report_dir", f"reports/{name}")):
         value = Path(os.path.expanduser(str(params.get(key) or default)))
-        params[key] = str(value if value.is_absolute() else (root / value).resolve())
+        params[key] = str(value if value.is_absolute() else (base / value).resolve())
     params["data_root"] = resolve_data_root(params.get("data_root"), root=root)
     return params
 
@@ -235,6 +236,114 @@ def is_generated(P: dict[str, Any]) -> bool:
     from sefin_utils import synth
 
     return bool(synth.is_generated(Path(P["data_root"])))
+
+
+# --------------------------------------------------------------------------------------------------- stage helpers
+
+
+def esd_speakers(P: dict[str, Any]) -> tuple[str, ...]:
+    """The ``esd_speakers`` param as speaker ids: ``english`` (0011-0020), ``mandarin``, ``all`` or a list."""
+    from sefin_utils import corpora
+
+    value = P.get("esd_speakers", "english")
+    named = {"english": corpora.ESD_ENGLISH, "mandarin": corpora.ESD_MANDARIN,
+             "all": corpora.ESD_MANDARIN + corpora.ESD_ENGLISH}
+    if isinstance(value, str):
+        if value not in named:
+            raise ValueError(f"esd_speakers must be one of {sorted(named)} or a list of ids, got {value!r}")
+        return tuple(named[value])
+    return tuple(f"{int(v):04d}" if str(v).isdigit() else str(v) for v in value)
+
+
+def cache_params(P: dict[str, Any]) -> dict[str, Any]:
+    """The params :func:`sefin_utils.cache.build` reads, from a resolved profile."""
+    tuning = P.get("tuning", "per_frame")
+    return {
+        "offset": float(P["offset"]),
+        "duration": float(P["duration"]),
+        "augmentations": list(P.get("augmentations") or []),
+        "augment_splits": list(P.get("augment_splits") or []),
+        "seed": int(P["seed"]),
+        "tail_frames": bool(P.get("tail_frames", False)),
+        "tuning": tuning if isinstance(tuning, str) or tuning is None else float(tuning),
+    }
+
+
+def load_splits(P: dict[str, Any]) -> Any:
+    """The run's split table (``<run_dir>/splits.csv``, written by the data stage)."""
+    from sefin_utils import corpora
+
+    path = Path(P["run_dir"]) / "splits.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the data stage first (python -m sefin_utils run "
+                                f"--profile {P['profile']} --only data)")
+    return corpora.read_table(path)
+
+
+def open_store(P: dict[str, Any], splits_df: Any = None, *, progress: bool = True) -> Any:
+    """Build or read back the run's clip store (``<run_dir>/cache``) for its split table."""
+    from sefin_utils import cache
+
+    splits_df = load_splits(P) if splits_df is None else splits_df
+    workers = P.get("workers")
+    return cache.build(splits_df, Path(P["run_dir"]) / "cache", params=cache_params(P),
+                       workers=None if workers is None else int(workers), progress=progress)
+
+
+def ser_params(P: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The params :func:`sefin_utils.ser.run_experiments` reads, from a resolved profile (``extra`` wins)."""
+    out = {
+        "head": P.get("ser_head", "kaggle"),
+        "heads": list(P.get("ser_heads") or ["kaggle"]),
+        "calm": P.get("calm", "class"),
+        "epochs": int(P["ser_epochs"]),
+        "batch_size": int(P.get("ser_batch_size", 32)),
+        "lr": float(P.get("ser_lr", 1e-3)),
+        "seeds": list(P.get("seeds") or [P["seed"]]),
+        "patience": int(P.get("ser_patience", 8)),
+        "class_weight": P.get("class_weight"),
+        "variants": list(P.get("ser_variants") or []),
+        "ablation": bool(P.get("ablation", False)),
+        "ablation_epochs": P.get("ablation_epochs"),
+        "protocol": P.get("protocol", "speaker"),
+        "progress": True,
+    }
+    out.update(extra)
+    return out
+
+
+def write_table(df: Any, path: str | os.PathLike) -> Path:
+    """Write a DataFrame as CSV atomically (a temporary name, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def label_spot_check(store: Any, rows: Sequence[int]) -> Any:
+    """Compare the cached labels of some clips with the per-frame librosa loop (the study's definition).
+
+    Returns a DataFrame with one row per clip and feature: ``max_abs_error``, the feature's ``range`` on that clip
+    and ``rel_error`` = error / range (the bound is 1e-4).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from sefin_utils import features
+
+    tail = bool(store.params.get("tail_frames", False)) if getattr(store, "params", None) else False
+    out = []
+    for i in rows:
+        ref = features.reference_frame_labels(np.asarray(store.clips[i]), names=list(store.labels), tail_frames=tail)
+        for name, want in ref.items():
+            got = np.asarray(store.labels[name][i])
+            err = float(np.max(np.abs(got - want)))
+            rng = float(np.ptp(want)) or 1.0
+            out.append({"clip_id": store.index["clip_id"].iloc[i], "feature": name, "max_abs_error": err,
+                        "range": rng, "rel_error": err / rng})
+    return pd.DataFrame(out)
 
 
 # --------------------------------------------------------------------------------------------------- hashing

@@ -18,13 +18,13 @@ from sefin_utils.constants import EMOTIONS, HOP_LENGTH, SPLITS, SR
 DPI = 110
 
 
-def _save(fig: Figure, path: str | Path | None) -> Figure:
+def _save(fig: Figure, path: str | Path | None, *, dpi: int = DPI) -> Figure:
     fig.tight_layout()
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp.png")
-        fig.savefig(tmp, dpi=DPI)
+        fig.savefig(tmp, dpi=dpi)
         tmp.replace(path)
     return fig
 
@@ -59,7 +59,7 @@ def plot_counts(manifest: pd.DataFrame, *, path: str | Path | None = None, title
         ax.text(x, total, f"{int(total)}", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("recordings")
     ax.set_title(title or f"{len(manifest)} recordings per emotion and corpus")
-    ax.legend(title="corpus", fontsize=8)
+    ax.legend(title="corpus", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)
 
 
@@ -109,7 +109,7 @@ def plot_examples(
             b.set_xlabel("")
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return _save(fig, path, dpi=80)
 
 
 def split_table(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

@@ -1,0 +1,141 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 1. Data and splits
+#
+# **What the Kaggle notebook did.** It parsed the file names of RAVDESS, CREMA-D, TESS and SAVEE in the Kaggle
+# input folders into one table of (emotion, path), wrote it to CSV, drew a count plot of the emotions and, for one
+# file per emotion, a waveform, a spectrogram and an audio player. It then augmented every file and split the
+# *augmented rows* 75/25 at random.
+#
+# **What sefin changes, and why.**
+# - `corpora.discover` finds the five corpora at any depth, in their original and Kaggle layouts, and keeps the
+#   speaker and gender of every recording; ESD (English speakers) joins as an *out-of-domain* test set, never
+#   trained on.
+# - Nothing is guessed or silently dropped: files that no parser recognises, duplicates and unreadable files are
+#   listed with their reason (and in the report).
+# - The split is made **here, by recording, before any augmentation**, and written to disk: augmented copies made
+#   later inherit their recording's split, so no copy of a test recording is ever trained on. Two protocols are
+#   shown: `study` (per corpus and emotion 70/15/15 by recording, speakers shared, as the study) and `speaker`
+#   (speaker-independent, sefin's default); the profile's `protocol` is the one saved for the next stages.
+
+# %% tags=["parameters"]
+profile = "demo"  # params/<profile>.yaml gives every setting: demo (generated corpus), sample, kaggle, tiny
+params = {}  # overrides of the profile's settings, e.g. {"data_root": "/kaggle/input"}; the runner passes all
+
+# %%
+# Make sefin importable. A no-op in a checkout or where sefin is installed; on Kaggle/Colab it finds the repository
+# (attached as a dataset, or cloned from $SEFIN_GIT) and installs its requirements except TensorFlow, so the
+# platform's own GPU build is kept.
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("sefin_utils") is None:
+    _kaggle = Path("/kaggle/input")
+    _places = [Path.cwd(), *Path.cwd().parents, *_kaggle.glob("*"), *_kaggle.glob("*/*")]
+    _repo = next((p for p in _places if (p / "sefin_utils" / "__init__.py").is_file()), None)
+    if _repo is None and os.environ.get("SEFIN_GIT"):
+        _repo = Path("sefin-src").resolve()
+        subprocess.run(["git", "clone", "--depth", "1", os.environ["SEFIN_GIT"], str(_repo)], check=True)
+    if _repo is None:
+        raise ModuleNotFoundError("sefin_utils not found: run from a sefin checkout, attach the repository as a "
+                                  "Kaggle dataset, or set SEFIN_GIT to its git URL")
+    sys.path.insert(0, str(_repo))
+    if any(importlib.util.find_spec(m) is None for m in ("librosa", "keras", "papermill", "soundfile", "soxr")):
+        _reqs = [r for r in (_repo / "requirements.txt").read_text().splitlines()
+                 if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")]
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
+
+# %%
+import pandas as pd
+from IPython.display import Audio, display
+
+from sefin_utils import audio, corpora, pipeline, splits
+from sefin_utils.constants import SR
+from sefin_utils.plots import data as plots
+
+P = pipeline.stage_params(profile, params)
+RUN = Path(P["run_dir"])
+FIG = RUN / "figures"
+root = pipeline.data_root(P)  # a null data_root writes the generated demo corpus into the run folder
+if pipeline.is_generated(P):
+    print(f"GENERATED demo corpus (synthetic prosody, not real speech) in {root}")
+else:
+    print(f"data root: {root}")
+
+# %% [markdown]
+# ## Discover the corpora
+# One row per usable recording: corpus, speaker (and a key unique across corpora), gender, harmonised emotion,
+# the corpus' own label, and what the file header says (sample rate, channels, duration, frames).
+
+# %%
+found = corpora.discover(root, esd_speakers=pipeline.esd_speakers(P), calm=P["calm"])
+manifest, skipped = found.manifest, found.skipped
+pipeline.write_table(manifest, RUN / "manifest.csv")
+pipeline.write_table(skipped, RUN / "skipped.csv")
+print(found.summary())
+manifest.head()
+
+# %% [markdown]
+# ## Skipped files
+# Every file under the data root that is not in the manifest, with the reason (grouped; the full list is
+# `skipped.csv` in the run folder and `skipped.html` in the report).
+
+# %%
+if len(skipped):
+    display(skipped.groupby("reason").size().rename("files").reset_index())
+    display(skipped.head(20))
+else:
+    print("no file skipped")
+
+# %% [markdown]
+# ## Recordings per emotion and corpus
+# The Kaggle notebook's count plot, split by corpus. The classes are not balanced: calm exists only in RAVDESS,
+# surprise only in RAVDESS, TESS and SAVEE (and ESD, which is out of domain).
+
+# %%
+plots.plot_counts(manifest, path=FIG / "01_counts.png")
+pd.crosstab(manifest["corpus"], manifest["emotion"], margins=True, margins_name="total")
+
+# %% [markdown]
+# ## One recording per emotion
+# Waveform, spectrogram and an audio player for one file per emotion, as the Kaggle notebook showed them.
+
+# %%
+examples = plots.pick_examples(manifest[manifest["corpus"] != "ESD"], seed=P["seed"])
+waves = {f"{r.emotion} ({r.corpus} {Path(r.path).name})": audio.load(r.path) for r in examples.itertuples()}
+plots.plot_examples(waves, path=FIG / "01_examples.png", title="One recording per emotion")
+for name, y in waves.items():
+    print(name)
+    display(Audio(y, rate=SR))
+
+# %% [markdown]
+# ## Splits: both protocols
+# Recordings (and speakers) per corpus and split. Under `speaker` no speaker is in two splits; corpora with few
+# speakers (TESS 2, SAVEE 4) still give each split at least one speaker. ESD is always `ood`.
+
+# %%
+tables = {p: splits.make_splits(manifest, protocol=p, seed=int(P["seed"])) for p in splits.PROTOCOLS}
+display(plots.split_table(tables))
+plots.plot_splits(tables, path=FIG / "01_splits.png")
+
+# %%
+chosen = tables[P["protocol"]]
+splits.check_no_leak(chosen)
+pipeline.write_table(chosen, RUN / "splits.csv")
+print(f"protocol {P['protocol']!r} saved to {RUN / 'splits.csv'}: {chosen['split'].value_counts().to_dict()}")

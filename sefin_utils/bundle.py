@@ -489,6 +489,7 @@ class EmotionClassifier:
         if self.hop <= 0:
             raise ValueError(f"hop must be > 0 seconds, got {self.hop}")
         self.batch_size = int(batch_size)
+        self._input_names = [str(getattr(t, "name", "")) for t in getattr(bundle.classifier, "inputs", [])]
 
     # constructors ----------------------------------------------------------------------------------------------
     @classmethod
@@ -583,9 +584,10 @@ class EmotionClassifier:
             from sefin_utils import features
 
             # as the cache: on the real samples only (clip[valid_start:valid_stop]), never on the padding
-            return np.stack(
+            x = np.stack(
                 [features.summary_vector(c[v0:v1] if v1 > v0 else c) for c, (v0, v1) in zip(clips, valid, strict=True)]
             ).astype(np.float32)
+            return {"summary": x} if self._input_names == ["summary"] else x
         from sefin_utils import audio, ser
 
         n = clips.shape[1]
@@ -596,7 +598,7 @@ class EmotionClassifier:
                 for v in valid
             ]
         )
-        return ser.inputs_from_clips(clips, mask, pre["sources"])
+        return ser.inputs_from_clips(clips, mask.astype(np.float32), pre["sources"], progress=False)
 
     def predict_proba(self, clips: np.ndarray, valid: Sequence[tuple[int, int]]) -> np.ndarray:
         """Class probabilities (k, n_classes) of clips, in chunks of ``batch_size``."""

@@ -63,7 +63,7 @@ def tiny_summary_model(seed: int = 0) -> keras.Model:
     norm = keras.layers.Normalization(mean=vecs.mean(0), variance=vecs.var(0) + 1e-3, name="summary_norm")
     inp = keras.Input((162,), name="summary")
     out = keras.layers.Dense(len(CLASSES), activation="softmax", name="probs")(norm(inp))
-    model = keras.Model(inp, out, name="tiny_baseline")
+    model = keras.Model({"summary": inp}, out, name="tiny_baseline")  # named dict input, as ser.build_baseline
     w, b = model.get_layer("probs").get_weights()
     model.get_layer("probs").set_weights([0.3 * rng.standard_normal(w.shape).astype("float32"), b])
     return model
@@ -122,7 +122,8 @@ def test_long_file_is_scored_over_windows_and_averaged(tmp_path: Path, clf: Emot
     train = audio.window(y)
     np.testing.assert_array_equal(clips[0], train.samples)
     v0, v1 = train.valid
-    np.testing.assert_allclose(clf.model_inputs(clips[:1], valid[:1])[0], features.summary_vector(train.samples[v0:v1]))
+    x = clf.model_inputs(clips[:1], valid[:1])["summary"]
+    np.testing.assert_allclose(x[0], features.summary_vector(train.samples[v0:v1]))
 
 
 def test_short_file_is_padded_as_in_training(tmp_path: Path, clf: EmotionClassifier) -> None:
@@ -252,7 +253,7 @@ def test_bundle_round_trip(tmp_path: Path, bundle_dir: Path) -> None:
     assert pre["offset_rule"] == "fit" and pre["window_hop"] == pytest.approx(1.25)
     assert pre["standardisation"] == {"in_model": True, "layers": ["summary_norm"]}  # no external scaler needed
     assert b.card["created"] and b.card["sefin_version"] and b.card["metrics"] == {"macro_f1": 0.1}
-    x = np.random.default_rng(0).normal(size=(5, 162)).astype("float32") * 10 + 1
+    x = {"summary": np.random.default_rng(0).normal(size=(5, 162)).astype("float32") * 10 + 1}
     np.testing.assert_array_equal(np.asarray(b.classifier(x)), np.asarray(model(x)))
     # the classifier from the loaded bundle scores a signal like the in-memory model
     y = speechlike(3.0, seed=16)
@@ -379,3 +380,43 @@ def test_cli_dispatch(tmp_path: Path, bundle_dir: Path, capsys: pytest.CaptureFi
     assert json.loads(capsys.readouterr().out)["path"] == str(f)
     assert cli(["predict", "--help"]) == 0
     assert "--windows" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------------------ real models
+def test_ser_baseline_bundle(tmp_path: Path) -> None:
+    ser = pytest.importorskip("sefin_utils.ser")
+    model = ser.build_baseline("kaggle", len(CLASSES), norm_mean=np.zeros(162), norm_var=np.ones(162), seed=1)
+    out = save_bundle(tmp_path / "model", classifier=model, kind="summary", classes=CLASSES)
+    assert load_bundle(out).preprocess["standardisation"]["layers"] == ["standardize"]
+    y = speechlike(3.0, seed=20)
+    clf = EmotionClassifier.from_bundle(out)
+    clips, valid, _ = clf.windows(y)
+    expected = np.asarray(model(clf.model_inputs(clips, valid), training=False)).mean(0)
+    np.testing.assert_allclose(probs(clf.classify_signal(y, SR)), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_end_to_end_bundle(tmp_path: Path) -> None:
+    ser = pytest.importorskip("sefin_utils.ser")
+    fins = {
+        name: keras.Sequential([keras.Input((2048,)), keras.layers.Dense(dim, name=f"{name}_out")], name=f"{name}_fin")
+        for name, dim in (("rms", 1), ("zcr", 1))
+    }
+    sources = {"rms": "fin", "zcr": "fin", "chroma": "librosa", "mfcc": "librosa", "mel": "librosa"}
+    model = ser.build_end_to_end(fins=fins, sources=sources, fin_trainable=False, head="kaggle",
+                                 n_classes=len(CLASSES), norm_mean=np.zeros(162), norm_var=np.ones(162), seed=2)
+    out = save_bundle(tmp_path / "runs" / "e2e" / "model", classifier=model, kind="end_to_end", classes=CLASSES,
+                      preprocess={"sources": sources})
+    clf = EmotionClassifier.from_run(out.parent)
+    assert clf.kind == "end_to_end" and clf.bundle.preprocess["sources"] == sources
+    y = speechlike(1.5, seed=21)  # shorter than a window: padding, and the mask marks only real frames
+    clips, valid, _ = clf.windows(y)
+    x = clf.model_inputs(clips, valid)
+    assert set(x) == {"clip", "mask", "chroma", "mfcc", "mel"} and x["mel"].shape == (1, 104, 128)
+    mask = x["mask"][0].astype(bool)
+    assert 0 < mask.sum() < 104 and mask.tolist() == audio.valid_frame_mask(valid[0], CLIP_SAMPLES).tolist()
+    p = clf.classify_signal(y, SR)
+    np.testing.assert_allclose(probs(p), np.asarray(model(x, training=False))[0], rtol=1e-5, atol=1e-7)
+    mono, stereo = _rate_channel_pair(tmp_path, speechlike(3.4, seed=22))
+    a, b = clf.classify_file(mono), clf.classify_file(stereo)
+    assert a.emotion == b.emotion and len(a.windows) == 2
+    np.testing.assert_allclose(probs(a), probs(b), atol=PROB_ATOL)

@@ -71,7 +71,7 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
     "path", "corpus", "speaker", "gender", "emotion", "source_label", "sample_rate", "channels", "duration_s",
 )
 """Columns of ``demo_manifest.csv``; ``path`` is relative to the root, with ``/`` separators."""
-GENERATOR_VERSION: int = 1
+GENERATOR_VERSION: int = 2
 """Bumped whenever the signal model changes, so that an old demo folder is regenerated."""
 
 # --------------------------------------------------------------------------------------------------------------
@@ -530,7 +530,7 @@ def render(file: DemoFile, *, seed: int = 0) -> np.ndarray:
     source = np.diff(flow * amp, prepend=0.0)
     source /= np.sqrt(np.mean(source**2)) + 1e-12
     source += breath * (0.4 + flow) * rng.standard_normal(n)
-    a = np.exp(-2.0 * np.pi * 1500.0 * 3.0**tilt / sr)  # one-pole low-pass: the tilt
+    a = np.exp(-2.0 * np.pi * 1200.0 * 4.0**tilt / sr)  # one-pole low-pass: the tilt
     source = signal.lfilter([1.0 - a], [1.0, -a], source)
 
     # Envelopes: voiced nucleus and consonant burst of each syllable.

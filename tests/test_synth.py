@@ -204,10 +204,11 @@ def test_discover_agrees_with_manifest(demo_root: Path, manifest: list[dict[str,
     corpora = pytest.importorskip("sefin_utils.corpora", reason="sefin_utils.corpora not written yet")
     found = corpora.discover(demo_root, progress=False)
     got = {
-        Path(r.path).resolve().relative_to(demo_root.resolve()).as_posix(): (r.corpus, str(r.speaker), r.emotion)
+        Path(r.path).resolve().relative_to(demo_root.resolve()).as_posix(): (r.corpus, str(r.speaker), r.emotion,
+                                                                              r.gender)
         for r in found.manifest.itertuples()
     }
-    want = {r["path"]: (r["corpus"], r["speaker"], r["emotion"]) for r in manifest}
+    want = {r["path"]: (r["corpus"], r["speaker"], r["emotion"], r["gender"]) for r in manifest}
     assert got == want
     skipped_wavs = [p for p in found.skipped["path"].astype(str) if p.endswith(".wav")]
     assert skipped_wavs == []

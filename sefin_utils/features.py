@@ -1,0 +1,672 @@
+"""The five reference features: one registry, exact per-frame labels, and the Kaggle summary vector.
+
+The FINs learn to imitate five librosa features on raw 2048-sample frames. The study computed its labels by calling
+librosa once per frame (``center=False``, ``n_fft=2048``, ``hop_length=512``, ``sr=22050``); that definition is
+:func:`reference_frame_labels` here. :func:`frame_labels` computes the *same* values for all frames of a clip at once:
+
+- one STFT of the framed signal (float64 FFT cast to complex64, exactly as ``librosa.stft`` does), shared by chroma,
+  mel and MFCC; one mel power spectrogram shared by mel and MFCC;
+- MFCC's 80 dB floor (``power_to_db(top_db=80)``) relative to *each frame's own* maximum, as a per-frame call has it;
+- chroma's tuning estimated *per frame*, as ``librosa.estimate_tuning`` does on a single frame: ``librosa.piptrack``
+  on the magnitudes of all frames (it works column by column), then each frame's median magnitude threshold and
+  tuning histogram, vectorised; the chroma filterbanks are then applied grouped by tuning value (at most 100 values,
+  each filterbank built once per process).
+
+The values agree with the loop to float32 rounding (matrix products summed in another order); the measured errors are
+printed by ``benchmarks/labels.py``.
+
+Frames
+------
+:func:`frame` gives librosa's ``center=False`` frames, ``y[512 i : 512 i + 2048]`` (104 for a 2.5 s clip of 55,125
+samples). The last ``(len(y) - 2048) % 512`` samples (341 for 55,125) are in no frame. The study appended four
+*re-anchored tail frames* that end exactly at the end of the signal, ``y[len - 2048 - 512 k : len - 512 k]`` for
+``k = 3, 2, 1, 0``, giving 108 frames, the frame count of ``center=True`` analysis (``1 + len // 512``). They are
+offered with ``tail_frames=True`` for exact reproduction, and off by default because they are not what librosa
+computes on the signal (no librosa framing yields them), they are not on the 512-sample hop grid, and they repeat
+samples the regular frames already hold (for 55,125 samples the four tail frames start at 51,541 to 53,077, all
+overlapping the last regular frame at 52,736): duplicated training rows that overweight each clip's ending.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import librosa
+import numpy as np
+import scipy.fft
+
+from sefin_utils.constants import FRAME_LENGTH, HOP_LENGTH, SR
+
+__all__ = [
+    "FEATURES",
+    "FEATURE_NAMES",
+    "Feature",
+    "SUMMARY_ORDER",
+    "SUMMARY_DIM",
+    "TAIL_FRAMES",
+    "TUNING_MODES",
+    "frame",
+    "frame_labels",
+    "frame_summary_vector",
+    "get_feature",
+    "labels_from_frames",
+    "n_frames",
+    "reference_frame_labels",
+    "summary_slices",
+    "summary_vector",
+]
+
+TAIL_FRAMES: int = 4
+"""Number of re-anchored tail frames the study appended (``tail_frames=True``)."""
+N_MFCC: int = 20
+"""MFCC coefficients (librosa's default)."""
+N_MELS: int = 128
+"""Mel bands (librosa's default)."""
+N_CHROMA: int = 12
+"""Chroma bins (librosa's default)."""
+TOP_DB: float = 80.0
+"""MFCC's dB floor below each frame's peak (``librosa.power_to_db`` default)."""
+TUNING_MODES: tuple[str, ...] = ("per_frame",)
+"""Named chroma tuning modes; a float (e.g. ``0.0``) fixes the tuning instead."""
+
+_N_BINS = 1 + FRAME_LENGTH // 2  # 1025 STFT bins
+_ZC_THRESHOLD = 1e-10  # librosa.zero_crossings default: |x| <= this counts as zero
+_TUNING_BINS = np.linspace(-0.5, 0.5, int(np.ceil(1.0 / 0.01)) + 1)  # librosa.pitch_tuning's histogram edges
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# validation and framing
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _check_waveform(y: Any, *, name: str = "y", min_samples: int = FRAME_LENGTH) -> np.ndarray:
+    """Validate a mono waveform and return it as contiguous float32.
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+        1-D floating-point, finite, at least ``min_samples`` samples. float64 input is cast to float32 (the dtype
+        ``librosa.load`` returns, on which the study's labels were computed).
+    name : str
+        Name used in error messages.
+    min_samples : int
+        Minimum length.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,), float32
+    """
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D mono waveform, got an array of shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"{name} must be a floating-point waveform, got dtype {arr.dtype}")
+    if arr.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has {arr.shape[0]} samples; at least {min_samples} are needed "
+            f"(one {FRAME_LENGTH}-sample frame{' plus the tail frames' if min_samples > FRAME_LENGTH else ''})"
+        )
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise ValueError(f"{name} must be finite, found {arr[bad]} at sample {bad}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_frames(frames: Any) -> np.ndarray:
+    """Validate a (n, 2048) frame matrix and return it as float32."""
+    arr = np.asarray(frames)
+    if arr.ndim != 2 or arr.shape[1] != FRAME_LENGTH or arr.shape[0] < 1:
+        raise ValueError(f"frames must have shape (n >= 1, {FRAME_LENGTH}), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise TypeError(f"frames must be floating point, got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("frames must be finite, found NaN or inf")
+    return np.asarray(arr, dtype=np.float32)
+
+
+def n_frames(n_samples: int, *, tail_frames: bool = False) -> int:
+    """Return the number of frames :func:`frame` makes from ``n_samples`` samples.
+
+    Examples
+    --------
+    >>> n_frames(55_125), n_frames(55_125, tail_frames=True)
+    (104, 108)
+    """
+    if n_samples < FRAME_LENGTH:
+        raise ValueError(f"n_samples={n_samples} is shorter than one frame ({FRAME_LENGTH} samples)")
+    return 1 + (n_samples - FRAME_LENGTH) // HOP_LENGTH + (TAIL_FRAMES if tail_frames else 0)
+
+
+def frame(y: np.ndarray, *, tail_frames: bool = False) -> np.ndarray:
+    """Split a waveform into librosa's ``center=False`` frames.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono waveform, at least 2048 samples (``2048 + 3 * 512`` with ``tail_frames``).
+    tail_frames : bool
+        Append the study's four re-anchored tail frames ``y[len - 2048 - 512 k : len - 512 k]``, ``k = 3..0``
+        (see the module notes for why this is off by default).
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames, 2048), float32
+        Frame ``i`` is ``y[512 i : 512 i + 2048]``. A read-only strided view of ``y`` (when ``y`` is already
+        contiguous float32) without tail frames; a copy with them.
+
+    Examples
+    --------
+    >>> frame(np.zeros(55_125, dtype=np.float32)).shape
+    (104, 2048)
+    """
+    min_samples = FRAME_LENGTH + (TAIL_FRAMES - 1) * HOP_LENGTH if tail_frames else FRAME_LENGTH
+    y = _check_waveform(y, min_samples=min_samples)
+    return _frame(y, tail_frames=tail_frames)
+
+
+def _frame(y: np.ndarray, *, tail_frames: bool) -> np.ndarray:
+    frames = np.lib.stride_tricks.sliding_window_view(y, FRAME_LENGTH)[::HOP_LENGTH]
+    if not tail_frames:
+        return frames
+    end = y.shape[0]
+    starts = [end - FRAME_LENGTH - k * HOP_LENGTH for k in range(TAIL_FRAMES - 1, -1, -1)]
+    tail = np.stack([y[s : s + FRAME_LENGTH] for s in starts])
+    return np.concatenate([frames, tail])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the per-frame librosa definitions (the study's loop)
+# --------------------------------------------------------------------------------------------------------------------
+
+_STFT_KW: dict[str, Any] = {"n_fft": FRAME_LENGTH, "hop_length": HOP_LENGTH, "center": False}
+
+
+def _librosa_rms(x: np.ndarray) -> np.ndarray:
+    return librosa.feature.rms(y=x, frame_length=FRAME_LENGTH, hop_length=HOP_LENGTH, center=False)[:, 0]
+
+
+def _librosa_zcr(x: np.ndarray) -> np.ndarray:
+    return librosa.feature.zero_crossing_rate(x, frame_length=FRAME_LENGTH, hop_length=HOP_LENGTH, center=False)[:, 0]
+
+
+def _librosa_chroma(x: np.ndarray) -> np.ndarray:
+    return librosa.feature.chroma_stft(S=np.abs(librosa.stft(x, **_STFT_KW)), sr=SR)[:, 0]
+
+
+def _librosa_mfcc(x: np.ndarray) -> np.ndarray:
+    return librosa.feature.mfcc(y=x, sr=SR, n_mfcc=N_MFCC, **_STFT_KW)[:, 0]
+
+
+def _librosa_mel(x: np.ndarray) -> np.ndarray:
+    return librosa.feature.melspectrogram(y=x, sr=SR, n_mels=N_MELS, **_STFT_KW)[:, 0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the registry
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One reference feature a FIN imitates.
+
+    Attributes
+    ----------
+    name : str
+        Registry key (``rms``, ``zcr``, ``chroma``, ``mfcc``, ``mel``).
+    dim : int
+        Values per frame.
+    description : str
+        One line for tables and figures.
+    units : str
+        Units of the values.
+    librosa_frame : Callable[[np.ndarray], np.ndarray]
+        The study's definition: librosa called on ONE 2048-sample frame (``center=False``, ``n_fft=2048``,
+        ``hop_length=512``, ``sr=22050``), returning shape ``(dim,)``.
+    loss : str
+        The study's training loss for this feature's FIN (``"mse"`` or ``"mae"``).
+    component_names : tuple[str, ...]
+        A name for each of the ``dim`` values (columns of tables, axes of plots).
+    """
+
+    name: str
+    dim: int
+    description: str
+    units: str
+    librosa_frame: Callable[[np.ndarray], np.ndarray]
+    loss: str
+    component_names: tuple[str, ...]
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """Compute this feature on one 2048-sample frame the study's way; shape ``(dim,)``, float32."""
+        x = _check_waveform(x, name="frame")
+        if x.shape[0] != FRAME_LENGTH:
+            raise ValueError(f"a frame must have {FRAME_LENGTH} samples, got {x.shape[0]}")
+        return np.asarray(self.librosa_frame(x), dtype=np.float32)
+
+
+_PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+FEATURES: Mapping[str, Feature] = MappingProxyType(
+    {
+        f.name: f
+        for f in (
+            Feature(
+                "rms",
+                1,
+                "root-mean-square energy of the frame",
+                "amplitude (full scale = 1)",
+                _librosa_rms,
+                "mse",
+                ("rms",),
+            ),
+            Feature(
+                "zcr",
+                1,
+                "zero-crossing rate: fraction of samples whose sign differs from the previous one",
+                "crossings per sample",
+                _librosa_zcr,
+                "mse",
+                ("zcr",),
+            ),
+            Feature(
+                "chroma",
+                12,
+                "chroma of |STFT| magnitude, tuning estimated on the frame, max-normalised (C..B)",
+                "relative energy (max = 1)",
+                _librosa_chroma,
+                "mae",
+                _PITCH_CLASSES,
+            ),
+            Feature(
+                "mfcc",
+                20,
+                "20 MFCCs of the log-mel power spectrogram (80 dB floor below the frame's peak)",
+                "dB (DCT-II, ortho)",
+                _librosa_mfcc,
+                "mse",
+                tuple(f"mfcc_{i:02d}" for i in range(N_MFCC)),
+            ),
+            Feature(
+                "mel",
+                128,
+                "128-band mel power spectrogram (Slaney mel filters on |STFT|^2)",
+                "power (|STFT|^2, Slaney-normalised filters)",
+                _librosa_mel,
+                "mse",
+                tuple(f"mel_{i:03d}" for i in range(N_MELS)),
+            ),
+        )
+    }
+)
+"""The five features, in the study's order. ``for name, feat in FEATURES.items()``; ``FEATURES["mfcc"].dim``."""
+
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
+"""``("rms", "zcr", "chroma", "mfcc", "mel")``."""
+
+
+def get_feature(name: str) -> Feature:
+    """Return the registered feature called ``name`` (``KeyError`` listing the known names otherwise)."""
+    try:
+        return FEATURES[name]
+    except KeyError:
+        raise KeyError(f"unknown feature {name!r}; known features: {', '.join(FEATURE_NAMES)}") from None
+
+
+def _check_names(names: Iterable[str] | str | None) -> tuple[str, ...]:
+    if names is None:
+        return FEATURE_NAMES
+    if isinstance(names, str):
+        names = (names,)
+    names = tuple(names)
+    for n in names:
+        get_feature(n)
+    if not names:
+        raise ValueError(f"names must list at least one feature of {FEATURE_NAMES}, got an empty list")
+    return names
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# reference labels: the slow loop
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def reference_frame_labels(
+    y: np.ndarray, *, names: Iterable[str] | None = None, tail_frames: bool = False
+) -> dict[str, np.ndarray]:
+    """Per-frame labels the study's way: librosa called once per frame (slow; the reference).
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono waveform at 22,050 Hz, at least 2048 samples.
+    names : iterable of str, optional
+        Features to compute (default all of :data:`FEATURE_NAMES`).
+    tail_frames : bool
+        Also label the four re-anchored tail frames (see :func:`frame`).
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        ``name -> (n_frames, dim)`` float32.
+    """
+    min_samples = FRAME_LENGTH + (TAIL_FRAMES - 1) * HOP_LENGTH if tail_frames else FRAME_LENGTH
+    y = _check_waveform(y, min_samples=min_samples)
+    names = _check_names(names)
+    frames = _frame(y, tail_frames=tail_frames)
+    out = {}
+    for n in names:
+        feat = FEATURES[n]
+        out[n] = np.stack([np.asarray(feat.librosa_frame(np.ascontiguousarray(x))) for x in frames]).astype(np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# vectorised labels
+# --------------------------------------------------------------------------------------------------------------------
+
+_STATE: dict[str, Any] = {}
+_CHROMA_FB: dict[float, np.ndarray] = {}
+_SCRATCH = threading.local()
+
+
+def _state() -> dict[str, Any]:
+    """Per-process constants (window, mel filterbank, FFT bin frequencies), built on first use."""
+    if not _STATE:
+        window = librosa.filters.get_window("hann", FRAME_LENGTH, fftbins=True)  # float64, as librosa.stft
+        _STATE["window"] = np.asarray(window, dtype=np.float64)
+        _STATE["mel_t"] = np.ascontiguousarray(librosa.filters.mel(sr=SR, n_fft=FRAME_LENGTH, n_mels=N_MELS).T)
+        freqs = librosa.fft_frequencies(sr=SR, n_fft=FRAME_LENGTH)
+        band = np.flatnonzero((freqs >= 150.0) & (freqs < 4000.0))  # piptrack's default fmin, fmax
+        _STATE["pitch_band"] = slice(int(band[0]), int(band[-1]) + 1)
+        thr = np.float32(_ZC_THRESHOLD)
+        if float(thr) > _ZC_THRESHOLD:  # largest float32 <= 1e-10, so that float32 |x| <= thr is exact
+            thr = np.nextafter(thr, np.float32(0))
+        _STATE["zc_threshold"] = thr
+    return _STATE
+
+
+def _chroma_fb_t(tuning: float) -> np.ndarray:
+    """The transposed (1025, 12) chroma filterbank for one tuning, built once per process."""
+    fb = _CHROMA_FB.get(tuning)
+    if fb is None:
+        fb = np.ascontiguousarray(librosa.filters.chroma(sr=SR, n_fft=FRAME_LENGTH, tuning=tuning, n_chroma=N_CHROMA).T)
+        _CHROMA_FB[tuning] = fb
+    return fb
+
+
+def _scratch(shape: tuple[int, ...], dtype: type, key: str) -> np.ndarray:
+    """A per-thread reusable work array (fresh multi-MB arrays cost page faults on every call)."""
+    store = _SCRATCH.__dict__
+    arr = store.get(key)
+    if arr is None or arr.shape != shape:
+        arr = np.empty(shape, dtype=dtype)
+        store[key] = arr
+    return arr
+
+
+def _stft_mag(frames: np.ndarray) -> np.ndarray:
+    """|STFT| of each frame, (n, 1025) float32, computed as librosa.stft does (float64 FFT, complex64 result)."""
+    n = frames.shape[0]
+    windowed = _scratch((n, FRAME_LENGTH), np.float64, "windowed")
+    np.multiply(frames, _state()["window"], out=windowed)
+    spec = _scratch((n, _N_BINS), np.complex128, "spec")
+    np.fft.rfft(windowed, axis=-1, out=spec)  # the same pocketfft as scipy.fft.rfft, into a reused buffer
+    spec32 = _scratch((n, _N_BINS), np.complex64, "spec32")
+    spec32[...] = spec
+    return np.abs(spec32)
+
+
+def _piptrack_band(mag: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``librosa.piptrack(S=mag.T, sr=SR)`` restricted to its 150-4000 Hz search band, same float arithmetic.
+
+    Returns the (row, bin) indices of the local maxima and their float32 pitch and magnitude, row-major.
+    """
+    band = _state()["pitch_band"]
+    x = mag[:, band.start - 1 : band.stop + 1]
+    left, centre, right = x[:, :-2], x[:, 1:-1], x[:, 2:]
+    ref = np.float32(0.1) * mag.max(axis=1, keepdims=True)  # threshold * max over ALL bins of the frame
+    gated = x * (x > ref)
+    peak = (gated[:, 1:-1] > gated[:, :-2]) & (gated[:, 1:-1] >= gated[:, 2:])
+    rows, cols = np.nonzero(peak)
+    xl, xc, xr = left[rows, cols], centre[rows, cols], right[rows, cols]
+    # librosa's numba stencil: a and b in float64 (2 * float32 and / 2 promote), shift stored as float32
+    a = (xr + xl).astype(np.float64) - 2.0 * xc.astype(np.float64)
+    b = (xr - xl).astype(np.float64) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(np.abs(b) >= np.abs(a), 0.0, -b / a).astype(np.float32)
+    avg = (xr - xl) / np.float32(2.0)  # np.gradient, interior points
+    mags = xc + np.float32(0.5) * avg * shift
+    bins = cols + band.start
+    pitch = ((bins + shift) * float(SR) / FRAME_LENGTH).astype(np.float32)
+    return rows, pitch, mags
+
+
+def _frame_tuning(mag: np.ndarray) -> np.ndarray:
+    """``librosa.estimate_tuning(S=mag[i:i+1].T, sr=SR)`` for every frame ``i`` at once; (n,) float64."""
+    n = mag.shape[0]
+    rows, pitch, pmag = _piptrack_band(mag)
+    counts = np.bincount(rows, minlength=n)
+    # each frame's median magnitude over its peaks (np.median in float32: mean of the two middle values)
+    width = max(int(counts.max()), 1)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ranked = np.full((n, width), np.inf, dtype=np.float32)
+    ranked[rows, np.arange(rows.shape[0]) - first[rows]] = pmag
+    ranked.sort(axis=1)
+    r = np.arange(n)
+    lo = ranked[r, np.maximum(counts - 1, 0) // 2]
+    hi = ranked[r, np.maximum(counts, 1) // 2]
+    median = np.where(counts % 2 == 1, lo, (lo + hi) / np.float32(2))
+    selected = (pmag >= median[rows]) & (pitch > 0)
+    sel_rows = rows[selected]
+    freqs = pitch[selected]  # 1-D float32, frame-major, as librosa.pitch_tuning sees each frame's values
+    # librosa.pitch_tuning, vectorised: residual in [-0.5, 0.5), 101-edge histogram, first bin of the peak
+    residual = np.mod(N_CHROMA * librosa.hz_to_octs(freqs, bins_per_octave=N_CHROMA), 1.0)
+    residual[residual >= 0.5] -= 1.0
+    edges = _TUNING_BINS
+    n_bins = edges.shape[0] - 1
+    idx = np.searchsorted(edges, residual, side="right") - 1
+    idx[residual == edges[-1]] = n_bins - 1  # np.histogram's last bin is closed
+    keep = (idx >= 0) & (idx < n_bins)
+    hist = np.bincount(sel_rows[keep] * n_bins + idx[keep], minlength=n * n_bins).reshape(n, n_bins)
+    tuning = edges[np.argmax(hist, axis=1)]
+    tuning[hist.sum(axis=1) == 0] = 0.0  # librosa warns and returns 0.0 for a frame with no pitch
+    return tuning
+
+
+def _chroma(mag: np.ndarray, tuning: str | float) -> np.ndarray:
+    """Max-normalised chroma of each frame's |STFT| (n, 12) float32."""
+    if isinstance(tuning, str):
+        per_frame = _frame_tuning(mag)
+        raw = np.empty((mag.shape[0], N_CHROMA), dtype=np.float32)
+        values, inverse = np.unique(per_frame, return_inverse=True)
+        for k, t in enumerate(values):
+            rows = np.flatnonzero(inverse == k)
+            raw[rows] = mag[rows] @ _chroma_fb_t(float(t))
+    else:
+        raw = mag @ _chroma_fb_t(float(tuning))
+    peak = raw.max(axis=1, keepdims=True)
+    peak[peak < np.finfo(np.float32).tiny] = 1.0  # librosa.util.normalize leaves silent frames unnormalised
+    return raw / peak
+
+
+def _check_tuning(tuning: Any) -> str | float:
+    if isinstance(tuning, str):
+        if tuning not in TUNING_MODES:
+            raise ValueError(f"tuning must be one of {TUNING_MODES} or a float in [-0.5, 0.5), got {tuning!r}")
+        return tuning
+    if isinstance(tuning, bool) or not isinstance(tuning, int | float | np.floating | np.integer):
+        raise TypeError(f"tuning must be 'per_frame' or a float, got {tuning!r}")
+    if not -0.5 <= float(tuning) < 0.5:
+        raise ValueError(f"a fixed tuning must lie in [-0.5, 0.5) (fractions of a chroma bin), got {tuning}")
+    return float(tuning)
+
+
+def labels_from_frames(
+    frames: np.ndarray, *, names: Iterable[str] | None = None, tuning: str | float = "per_frame"
+) -> dict[str, np.ndarray]:
+    """Vectorised labels of an arbitrary (n, 2048) frame matrix (what :func:`frame_labels` calls).
+
+    Parameters
+    ----------
+    frames : np.ndarray, shape (n, 2048)
+        Raw frames (cast to float32).
+    names : iterable of str, optional
+        Features to compute (default all of :data:`FEATURE_NAMES`).
+    tuning : "per_frame" or float
+        Chroma tuning: estimated on each frame as the study (default), or fixed (e.g. ``0.0``).
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        ``name -> (n, dim)`` float32, equal to ``FEATURES[name].librosa_frame`` on each row up to float32 rounding.
+    """
+    frames = _check_frames(frames)
+    names = _check_names(names)
+    tuning = _check_tuning(tuning)
+    st = _state()
+    out: dict[str, np.ndarray] = {}
+    if "rms" in names:
+        out["rms"] = np.sqrt(np.mean(np.square(frames), axis=1, keepdims=True))
+    if "zcr" in names:
+        negative = np.signbit(np.where(np.abs(frames) <= st["zc_threshold"], np.float32(0), frames))
+        crossings = np.count_nonzero(negative[:, 1:] != negative[:, :-1], axis=1)
+        out["zcr"] = (crossings / np.float32(FRAME_LENGTH)).astype(np.float32)[:, None]
+    if any(n in names for n in ("chroma", "mfcc", "mel")):
+        mag = _stft_mag(frames)
+        if "chroma" in names:
+            out["chroma"] = _chroma(mag, tuning)
+        if "mel" in names or "mfcc" in names:
+            mel = np.square(mag) @ st["mel_t"]  # (n, 128) float32 power
+            if "mel" in names:
+                out["mel"] = mel
+            if "mfcc" in names:
+                log_mel = np.float32(10.0) * np.log10(np.maximum(np.float32(1e-10), mel))
+                log_mel = np.maximum(log_mel, log_mel.max(axis=1, keepdims=True) - np.float32(TOP_DB))
+                out["mfcc"] = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, :N_MFCC]
+    return {n: np.ascontiguousarray(out[n], dtype=np.float32) for n in names}
+
+
+def frame_labels(
+    y: np.ndarray,
+    *,
+    names: Iterable[str] | None = None,
+    tuning: str | float = "per_frame",
+    tail_frames: bool = False,
+) -> dict[str, np.ndarray]:
+    """Per-frame labels of a clip, all frames at once, equal to :func:`reference_frame_labels`.
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono waveform at 22,050 Hz, at least 2048 samples.
+    names : iterable of str, optional
+        Features to compute (default all of :data:`FEATURE_NAMES`).
+    tuning : "per_frame" or float
+        Chroma tuning: estimated on each frame as the study and the loop do (default), or fixed, e.g. ``0.0``
+        (the cleaner variant: chroma then depends on the frame's spectrum only through fixed filters).
+    tail_frames : bool
+        Also label the four re-anchored tail frames (see :func:`frame`).
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+        ``name -> (n_frames, dim)`` float32, in the order of ``names``.
+
+    Examples
+    --------
+    >>> y = np.random.default_rng(0).standard_normal(55_125).astype(np.float32)
+    >>> {k: v.shape for k, v in frame_labels(y, names=["rms", "mfcc"]).items()}
+    {'rms': (104, 1), 'mfcc': (104, 20)}
+    """
+    min_samples = FRAME_LENGTH + (TAIL_FRAMES - 1) * HOP_LENGTH if tail_frames else FRAME_LENGTH
+    y = _check_waveform(y, min_samples=min_samples)
+    return labels_from_frames(_frame(y, tail_frames=tail_frames), names=names, tuning=tuning)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# the Kaggle summary vector
+# --------------------------------------------------------------------------------------------------------------------
+
+SUMMARY_ORDER: tuple[str, ...] = ("zcr", "chroma", "mfcc", "rms", "mel")
+"""Order of the features in the 162-dim Kaggle summary vector."""
+SUMMARY_DIM: int = sum(FEATURES[n].dim for n in SUMMARY_ORDER)
+"""162."""
+
+
+def summary_slices() -> dict[str, slice]:
+    """Return each feature's slice in the 162-dim summary vector, in :data:`SUMMARY_ORDER`.
+
+    Examples
+    --------
+    >>> summary_slices()["mfcc"]
+    slice(13, 33, None)
+    """
+    out, start = {}, 0
+    for n in SUMMARY_ORDER:
+        out[n] = slice(start, start + FEATURES[n].dim)
+        start += FEATURES[n].dim
+    return out
+
+
+def summary_vector(y: np.ndarray) -> np.ndarray:
+    """The Kaggle baseline's 162-dim vector: time-means of librosa features on the whole clip.
+
+    librosa defaults (``center=True``, ``n_fft=2048``, ``hop_length=512``) as the Kaggle notebook: means over time of
+    ``zero_crossing_rate(y)``, ``chroma_stft(S=|stft(y)|, sr)``, ``mfcc(y, sr)`` (20), ``rms(y)`` and
+    ``melspectrogram(y, sr)``, concatenated in :data:`SUMMARY_ORDER`. One STFT is shared by chroma, mel and MFCC
+    (the same arrays librosa computes inside each call).
+
+    Parameters
+    ----------
+    y : np.ndarray, shape (n_samples,)
+        Mono waveform at 22,050 Hz, at least 2048 samples.
+
+    Returns
+    -------
+    np.ndarray, shape (162,), float32
+    """
+    y = _check_waveform(y)
+    mag = np.abs(librosa.stft(y))
+    mel = librosa.feature.melspectrogram(S=mag**2, sr=SR)
+    parts = {
+        "zcr": librosa.feature.zero_crossing_rate(y),
+        "chroma": librosa.feature.chroma_stft(S=mag, sr=SR),
+        "mfcc": librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC),
+        "rms": librosa.feature.rms(y=y),
+        "mel": mel,
+    }
+    return np.concatenate([np.mean(parts[n], axis=1) for n in SUMMARY_ORDER]).astype(np.float32)
+
+
+def frame_summary_vector(labels: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Stack per-frame labels into (n_frames, 162) rows in :data:`SUMMARY_ORDER` (the end-to-end models' input).
+
+    Parameters
+    ----------
+    labels : mapping of str to np.ndarray
+        At least the five features, each ``(n_frames, dim)`` (e.g. the output of :func:`frame_labels`).
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames, 162), float32
+    """
+    missing = [n for n in SUMMARY_ORDER if n not in labels]
+    if missing:
+        raise KeyError(f"labels lack {missing}; got {sorted(labels)}, need all of {SUMMARY_ORDER}")
+    arrays = []
+    n = None
+    for name in SUMMARY_ORDER:
+        a = np.asarray(labels[name])
+        dim = FEATURES[name].dim
+        if a.ndim != 2 or a.shape[1] != dim:
+            raise ValueError(f"labels[{name!r}] must have shape (n_frames, {dim}), got {a.shape}")
+        if n is not None and a.shape[0] != n:
+            raise ValueError(f"labels[{name!r}] has {a.shape[0]} frames, the others {n}")
+        n = a.shape[0]
+        arrays.append(a)
+    return np.concatenate(arrays, axis=1).astype(np.float32)

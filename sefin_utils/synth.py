@@ -147,7 +147,8 @@ EMOTION_PROSODY: dict[str, Prosody] = {
 """Prosody of each harmonised emotion at the reference intensity (angry: high, loud, fast, bright; sad: low, slow,
 quiet, dark, narrow; calm: near neutral but softer and slower; fear: high, jittery, fast, trembling; happy: high,
 wide range; surprise: rising contour; disgust: low, slow, creaky)."""
-assert set(EMOTION_PROSODY) == set(EMOTIONS)
+if set(EMOTION_PROSODY) != set(EMOTIONS):  # pragma: no cover - a guard against editing one list only
+    raise RuntimeError(f"EMOTION_PROSODY covers {sorted(EMOTION_PROSODY)}, expected {EMOTIONS}")
 
 # Vowel formants (F1-F4, Hz) of an adult male voice and their bandwidths; speakers scale them.
 _VOWELS: np.ndarray = np.array(
@@ -160,7 +161,7 @@ _VOWELS: np.ndarray = np.array(
     ]
 )
 _BANDWIDTHS: np.ndarray = np.array([80.0, 100.0, 150.0, 220.0])
-_CONTROL_RATE: float = 200.0  # Hz: pitch contour and vowel weights are built at this rate, then interpolated
+_CONTROL_RATE: float = 200.0  # Hz: the pitch contour is built at this rate, then interpolated
 
 # --------------------------------------------------------------------------------------------------------------
 # What is written: speakers and files

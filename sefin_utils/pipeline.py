@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import hashlib
 import json
@@ -28,7 +29,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,8 +100,9 @@ class RunResult:
 # --------------------------------------------------------------------------------------------------- params
 
 
-def profile_path(profile: str | os.PathLike, *, params_dir: Path = PARAMS_DIR) -> Path:
+def profile_path(profile: str | os.PathLike, *, params_dir: Path | None = None) -> Path:
     """Path of a profile: a name in ``params_dir`` (``demo`` -> ``params/demo.yaml``) or a YAML file path."""
+    params_dir = PARAMS_DIR if params_dir is None else params_dir
     p = Path(profile)
     if p.suffix in {".yaml", ".yml"}:
         if not p.is_file():
@@ -131,7 +133,7 @@ def find_kaggle_root(base: Path = KAGGLE_INPUT) -> Path:
     return base
 
 
-def resolve_data_root(value: Any, *, root: Path = REPO_ROOT) -> str | None:
+def resolve_data_root(value: Any, *, root: Path | None = None) -> str | None:
     """Resolve the ``data_root`` param: ``None`` (generated corpus), ``auto`` (Kaggle) or a path (relative to root)."""
     if value is None or value == "":
         return None
@@ -139,7 +141,7 @@ def resolve_data_root(value: Any, *, root: Path = REPO_ROOT) -> str | None:
         return str(find_kaggle_root())
     p = Path(os.path.expanduser(str(value)))
     if not p.is_absolute():
-        p = (root / p).resolve()
+        p = ((REPO_ROOT if root is None else Path(root)) / p).resolve()
     return str(p)
 
 
@@ -147,8 +149,8 @@ def load_profile(
     profile: str | os.PathLike = DEFAULT_PROFILE,
     *,
     overrides: dict[str, Any] | None = None,
-    params_dir: Path = PARAMS_DIR,
-    root: Path = REPO_ROOT,
+    params_dir: Path | None = None,
+    root: Path | None = None,
     strict: bool = True,
 ) -> dict[str, Any]:
     """Resolve a profile into the flat dict every stage reads.
@@ -181,7 +183,7 @@ def load_profile(
     params.update(overrides)
     name = str(params.get("profile") or path.stem)
     params["profile"] = name
-    root = Path(root)
+    root = REPO_ROOT if root is None else Path(root)
     base = root if os.access(root, os.W_OK) else Path.cwd()  # a read-only checkout (a Kaggle dataset): write here
     for key, default in (("run_dir", f"runs/{name}"), ("report_dir", f"reports/{name}")):
         value = Path(os.path.expanduser(str(params.get(key) or default)))
@@ -346,6 +348,123 @@ def label_spot_check(store: Any, rows: Sequence[int]) -> Any:
     return pd.DataFrame(out)
 
 
+def fin_options(P: dict[str, Any], store: Any) -> dict[str, Any]:
+    """Keyword arguments of :func:`sefin_utils.fins.train_all` from a resolved profile.
+
+    ``fin_max_clips`` (when set) trains on a seeded random subset of that many train clips (augmented copies
+    included), so that the slow ``study`` topologies or a quick demo fit in their time.
+    """
+    import numpy as np
+
+    out: dict[str, Any] = {
+        "arch": P.get("fin_arch", "fast"),
+        "epochs": int(P["fin_epochs"]),
+        "batch_size": int(P.get("fin_batch_size", 64)),
+        "seed": int(P["seed"]),
+        "patience": int(P.get("fin_patience", 4)),
+        "verbose": 2,
+    }
+    if P.get("fin_lr") is not None:
+        out["lr"] = float(P["fin_lr"])
+    if P.get("fin_strategy"):
+        out["strategy"] = P["fin_strategy"]
+    cap = P.get("fin_max_clips")
+    if cap is not None:
+        train = store.select(split="train")
+        if len(train) > int(cap):
+            pick = np.random.default_rng(int(P["seed"])).choice(len(train), size=int(cap), replace=False)
+            out["train_rows"] = np.sort(train[pick])
+    return out
+
+
+RESULT_DIRS: tuple[str, ...] = ("baseline", "ser")
+"""Run-folder subfolders holding ``ser.run_experiments`` outputs (stage 02 and stage 05)."""
+
+
+def load_results(P: dict[str, Any], *, dirs: Sequence[str] = RESULT_DIRS) -> Any:
+    """The classifiers' results of a run (``baseline/results.csv`` and ``ser/results.csv``), with a ``dir`` column."""
+    import pandas as pd
+
+    frames = []
+    for d in dirs:
+        path = Path(P["run_dir"]) / d / "results.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(dir=d))
+    if not frames:
+        raise FileNotFoundError(f"no results.csv under {P['run_dir']}/{{{','.join(dirs)}}}: run stages 02 and 05")
+    return pd.concat(frames, ignore_index=True)
+
+
+def save_run_bundle(P: dict[str, Any], store: Any = None) -> Path:
+    """Save the run's predict bundle (``<run_dir>/model``): the variant with the best validation macro-F1.
+
+    Chosen among the baseline and end-to-end variants (not the ablation) on validation scores only; the card
+    records its metrics, the data it saw and the resolved params.
+    """
+    import keras
+
+    from sefin_utils import bundle, ser
+    from sefin_utils.constants import class_names
+
+    results = load_results(P)
+    pool = results[results["kind"] != "ablation"] if "kind" in results.columns else results
+    variant = ser.best_model(pool)
+    rows = pool[pool["variant"] == variant]
+    where = str(rows["dir"].iloc[0])
+    model_path = Path(P["run_dir"]) / where / "models" / f"{variant}.keras"
+    if not model_path.is_file():
+        raise FileNotFoundError(f"best variant {variant!r} has no saved model at {model_path}")
+    model = keras.models.load_model(model_path, compile=False)
+    kind = "summary" if str(rows["kind"].iloc[0]) == "baseline" else "end_to_end"
+    calm = P.get("calm", "class")
+    preprocess: dict[str, Any] = {"offset": float(P["offset"]), "duration": float(P["duration"]), "calm": calm}
+    if kind == "end_to_end":
+        code = str(rows["sources"].iloc[0])
+        preprocess["sources"] = ser.sources_from_code(code) if code and code != "summary" else dict(ser.ALL_FIN)
+    metric_cols = [c for c in rows.columns if c.startswith(("val_", "test_", "ood_"))]
+    card = {
+        "variant": variant,
+        "chosen_by": "best mean validation macro-F1 among baseline and end-to-end variants",
+        "metrics": {c: float(rows[c].mean()) for c in metric_cols},
+        "seeds": [int(s) for s in rows["seed"]] if "seed" in rows.columns else [],
+        "protocol": P.get("protocol"),
+        "data": {
+            "data_root": P.get("data_root") or "generated demo corpus",
+            "generated": is_generated(P),
+            "clips_per_split": (store.index["split"].value_counts().to_dict() if store is not None else None),
+        },
+        "run_params": P,
+    }
+    classes = class_names("class" if calm == "class" else "neutral")
+    return bundle.save_bundle(Path(P["run_dir"]) / "model", classifier=model, kind=kind, classes=classes,
+                              preprocess=preprocess, card=card)
+
+
+MAIN_FIGURES: tuple[str, ...] = (
+    "01_counts.png", "04_fins_r2.png", "05_ser_confusion.png", "05_ser_ablation.png", "06_predict.png",
+)
+"""Figures that lead the report index, in order (those that a run wrote)."""
+
+
+def main_figures(fig_dir: Path) -> list[str]:
+    """Names of the main figures present in ``fig_dir`` (:data:`MAIN_FIGURES` order)."""
+    return [n for n in MAIN_FIGURES if (Path(fig_dir) / n).is_file()]
+
+
+def fin_figures(store: Any, fins_dir: Path, fig_dir: Path, *, prefix: str = "04_fins") -> list[Path]:
+    """The FIN stage's figures (R² beside the study, predicted vs true, one utterance over time) as PNGs."""
+    from sefin_utils.plots import fins as fin_plots
+
+    return list(fin_plots.stage_figures(store, fins_dir, fig_dir, prefix=prefix))
+
+
+def ser_figures(ser_dir: Path, fig_dir: Path, *, prefix: str) -> list[Path]:
+    """A classifier stage's figures (confusion matrices, training curves, the ablation) as PNGs."""
+    from sefin_utils.plots import ser as ser_plots
+
+    return list(ser_plots.stage_figures(ser_dir, fig_dir, prefix=prefix))
+
+
 # --------------------------------------------------------------------------------------------------- hashing
 
 
@@ -416,8 +535,9 @@ def stage_key(stage: Stage, nb: Any, P: dict[str, Any], *, code: str) -> dict[st
 # --------------------------------------------------------------------------------------------------- notebooks
 
 
-def notebook_path(stage: Stage, notebooks_dir: Path = NOTEBOOKS_DIR) -> Path:
+def notebook_path(stage: Stage, notebooks_dir: Path | None = None) -> Path:
     """The stage's source: ``NN_name.py`` (jupytext percent, the source of truth) or else ``NN_name.ipynb``."""
+    notebooks_dir = NOTEBOOKS_DIR if notebooks_dir is None else notebooks_dir
     for suffix in (".py", ".ipynb"):
         p = Path(notebooks_dir) / f"{stage.notebook}{suffix}"
         if p.is_file():
@@ -509,8 +629,9 @@ def select_stages(
     return [stages[i] for i in chosen]
 
 
-def _kernel_env(root: Path) -> dict[str, str]:
-    """Environment the kernels inherit: the repo importable, quieter TensorFlow, the inline figure backend."""
+def _kernel_env() -> dict[str, str]:
+    """Environment the kernels inherit: sefin importable, quieter TensorFlow, the inline figure backend."""
+    root = PACKAGE_DIR.parent
     env = {}
     pythonpath = os.environ.get("PYTHONPATH", "")
     if str(root) not in pythonpath.split(os.pathsep):
@@ -540,10 +661,10 @@ def run(
     start: str | None = None,
     overrides: dict[str, Any] | None = None,
     force: bool = False,
-    stages: Sequence[Stage] = STAGES,
-    notebooks_dir: Path = NOTEBOOKS_DIR,
-    params_dir: Path = PARAMS_DIR,
-    root: Path = REPO_ROOT,
+    stages: Sequence[Stage] | None = None,
+    notebooks_dir: Path | None = None,
+    params_dir: Path | None = None,
+    root: Path | None = None,
     build_report: bool = True,
     log: Callable[[str], None] = print,
     progress_bar: bool | None = None,
@@ -568,6 +689,10 @@ def run(
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    stages = STAGES if stages is None else stages
+    notebooks_dir = NOTEBOOKS_DIR if notebooks_dir is None else Path(notebooks_dir)
+    params_dir = PARAMS_DIR if params_dir is None else Path(params_dir)
+    root = REPO_ROOT if root is None else Path(root)
     P = load_profile(profile, overrides=overrides, params_dir=params_dir, root=root)
     run_dir, report_dir = Path(P["run_dir"]), Path(P["report_dir"])
     for sub in ("stages", "executed", "figures"):
@@ -578,8 +703,8 @@ def run(
     result = RunResult(params=P)
     selected = select_stages(stages, only=only, start=start)
     code = code_digest()
-    env_before = {k: os.environ.get(k) for k in _kernel_env(root)}
-    os.environ.update(_kernel_env(root))
+    env_before = {k: os.environ.get(k) for k in _kernel_env()}
+    os.environ.update(_kernel_env())
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     log(f"sefin run: profile {P['profile']} -> {run_dir} (report: {report_dir})")
@@ -604,17 +729,19 @@ def run(
             t0 = time.perf_counter()
             partial = executed.with_name(f".{executed.stem}.partial.ipynb")
             failed_nb = report_dir / f"{stage.notebook}.failed.ipynb"
+            kernel_log = run_dir / "executed" / f"{stage.notebook}.kernel.log"
             try:
-                pm.execute_notebook(
-                    nb,
-                    str(partial),
-                    parameters={"profile": P["profile"], "params": P},
-                    kernel_name=KERNEL_NAME,
-                    language="python",
-                    cwd=str(Path(notebooks_dir)),
-                    progress_bar=progress_bar,
-                    log_output=False,
-                )
+                with _stderr_to(None if progress_bar else kernel_log):
+                    pm.execute_notebook(
+                        nb,
+                        str(partial),
+                        parameters={"profile": P["profile"], "params": P},
+                        kernel_name=KERNEL_NAME,
+                        language="python",
+                        cwd=str(Path(notebooks_dir)),
+                        progress_bar=progress_bar,
+                        log_output=False,
+                    )
             except PapermillExecutionError as err:
                 seconds = time.perf_counter() - t0
                 shutil.move(str(partial), failed_nb)
@@ -623,7 +750,8 @@ def run(
                 stamp_path.unlink(missing_ok=True)
                 result.status[stage.name], result.seconds[stage.name] = "failed", seconds
                 msg = _failure_message(stage, src, err)
-                log(f"{head}: FAILED after {seconds:.1f} s\n  {msg}\n  executed notebook kept: {failed_nb}")
+                log(f"{head}: FAILED after {seconds:.1f} s\n  {msg}\n  executed notebook kept: {failed_nb}"
+                    + (f"\n  kernel log: {kernel_log}" if kernel_log.is_file() else ""))
                 raise StageFailed(stage.name, msg, failed_nb) from None
             seconds = time.perf_counter() - t0
             missing = [o for o in stage.outputs if not (run_dir / o).exists()]
@@ -659,6 +787,25 @@ def run(
                 log(f"report index not written: {type(exc).__name__}: {exc}")
     log(f"finished in {_fmt(time.perf_counter() - t_run)}; report: {result.index or report_dir}")
     return result
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path | None) -> Iterator[None]:
+    """Send this process' stderr (file descriptor 2, which kernels inherit: TensorFlow's C++ log lines, jupyter
+    warnings) to ``path`` for the duration; a no-op when ``path`` is None."""
+    if path is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "wb") as fh:
+            os.dup2(fh.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _fmt(seconds: float) -> str:

@@ -1,0 +1,119 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 6. Report
+#
+# **What the Kaggle notebook ended with.** One number ("accuracy of our model on test data", about 60.7 %),
+# loss and accuracy curves, a table of predicted against actual labels, a confusion matrix and a classification
+# report, all on a test split that shared recordings (through their augmented copies) and speakers with training.
+#
+# **What this report shows instead.** The headline table: every model's test accuracy, macro-F1 and UAR (mean and
+# spread over seeds), out-of-domain scores on ESD, beside the study's numbers, each labelled with its protocol; the
+# FINs' R²; the main figures; and the run's predict bundle classifying a few files it never trained on.
+
+# %% tags=["parameters"]
+profile = "demo"  # params/<profile>.yaml gives every setting: demo (generated corpus), sample, kaggle, tiny
+params = {}  # overrides of the profile's settings, e.g. {"data_root": "/kaggle/input"}; the runner passes all
+
+# %%
+# Make sefin importable. A no-op in a checkout or where sefin is installed; on Kaggle/Colab it finds the repository
+# (attached as a dataset, or cloned from $SEFIN_GIT) and installs its requirements except TensorFlow, so the
+# platform's own GPU build is kept.
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("sefin_utils") is None:
+    _kaggle = Path("/kaggle/input")
+    _places = [Path.cwd(), *Path.cwd().parents, *_kaggle.glob("*"), *_kaggle.glob("*/*")]
+    _repo = next((p for p in _places if (p / "sefin_utils" / "__init__.py").is_file()), None)
+    if _repo is None and os.environ.get("SEFIN_GIT"):
+        _repo = Path("sefin-src").resolve()
+        subprocess.run(["git", "clone", "--depth", "1", os.environ["SEFIN_GIT"], str(_repo)], check=True)
+    if _repo is None:
+        raise ModuleNotFoundError("sefin_utils not found: run from a sefin checkout, attach the repository as a "
+                                  "Kaggle dataset, or set SEFIN_GIT to its git URL")
+    sys.path.insert(0, str(_repo))
+    if any(importlib.util.find_spec(m) is None for m in ("librosa", "keras", "papermill", "soundfile", "soxr")):
+        _reqs = [r for r in (_repo / "requirements.txt").read_text().splitlines()
+                 if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")]
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
+
+# %%
+import pandas as pd
+from IPython.display import HTML, display
+
+from sefin_utils import pipeline, predict, report
+from sefin_utils.bundle import EmotionClassifier
+from sefin_utils.plots import predict as predict_plots
+
+P = pipeline.stage_params(profile, params)
+RUN = Path(P["run_dir"])
+FIG = RUN / "figures"
+banner = report.banner_text(RUN)
+if banner:
+    display(HTML(f'<div style="background:#fff3cd;border:2px solid #e0a800;padding:8px"><b>{banner}</b></div>'))
+
+# %% [markdown]
+# ## Headline
+# Test split of the run's protocol (unaugmented recordings never trained on); ESD restricted to the five classes it
+# shares with the training corpora.
+
+# %%
+results = report.collect_results(RUN)
+written = report.write_results(results, RUN)
+headline = pd.read_csv(written["headline.csv"])
+display(headline)
+
+# %% [markdown]
+# ## The study's numbers (file-level split, speakers shared; the Kaggle notebook's split also shared augmented copies)
+
+# %%
+display(report.STUDY_RESULTS)
+
+# %% [markdown]
+# ## FINs: R² in and out of domain
+
+# %%
+fin_table = pd.read_csv(RUN / "fins" / "r2.csv")
+display(fin_table[[c for c in fin_table.columns if c.startswith(("feature", "arch", "params", "macs", "r2", "stud"))]])
+
+# %% [markdown]
+# ## Classify recordings with the run's bundle
+# The same call as `python -m sefin_utils predict FILE...`: a few test-split recordings (never trained on), each
+# scored over sliding 2.5 s windows; the bars are the class probabilities, the top class in red.
+
+# %%
+clf = EmotionClassifier.from_run(RUN)
+test = pd.read_csv(RUN / "splits.csv")
+test = test[test["split"] == "test"].sample(n=min(int(P["predict_examples"]), int((test["split"] == "test").sum())),
+                                              random_state=int(P["seed"]))
+predictions = predict.predict_paths(test["path"].tolist(), clf, progress=False)
+predict_plots.plot_probabilities(predictions, path=FIG / "06_predict.png", classes=clf.classes)
+print(predict.format_table(predictions, clf.classes))
+pd.DataFrame({"file": [Path(p).name for p in test["path"]], "true": test["emotion"].tolist(),
+              "predicted": [p.emotion for p in predictions]})
+
+# %% [markdown]
+# ## Main figures of the report index
+
+# %%
+main = [f for f in pipeline.main_figures(FIG) if (FIG / f).is_file()]
+report.set_main_figures(RUN, main)
+index = report.build_index(RUN, Path(P["report_dir"]))
+print(f"report index: {index}")
+display(main)

@@ -1,0 +1,196 @@
+"""The runner: profiles and overrides, stage selection, skipping unchanged stages, failure messages, the report.
+
+Uses small throwaway notebooks (plain Python, no sefin imports) in a temporary folder, so that each papermill run
+takes a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sefin_utils import pipeline
+from sefin_utils.pipeline import Stage, StageFailed
+
+HEADER = """# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+"""
+
+PARAMS_CELL = """
+# %% tags=["parameters"]
+profile = "t"
+params = {}
+"""
+
+NB_A = HEADER + """
+# %% [markdown]
+# # Stage A writes a.txt from the param x
+""" + PARAMS_CELL + """
+# %%
+from pathlib import Path
+run = Path(params["run_dir"])
+(run / "a.txt").write_text(str(params["x"]))
+print("A wrote", params["x"])
+"""
+
+NB_B = HEADER + """
+# %% [markdown]
+# # Stage B reads a.txt, writes b.txt
+""" + PARAMS_CELL + """
+# %%
+from pathlib import Path
+run = Path(params["run_dir"])
+value = (run / "a.txt").read_text()
+(run / "b.txt").write_text(value * 2)
+"""
+
+NB_FAIL = HEADER + """
+# %% [markdown]
+# # Stage C fails in its third cell
+""" + PARAMS_CELL + """
+# %%
+ratio = params["x"] / 0  # divide by zero on purpose
+"""
+
+STAGES = (
+    Stage("a", "01_a", inputs=(), outputs=("a.txt",)),
+    Stage("b", "02_b", inputs=("a.txt",), outputs=("b.txt",)),
+)
+
+
+@pytest.fixture(autouse=True)
+def _fixed_code_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sefin_utils source is part of every stamp; other work on it must not change these tests' outcome."""
+    monkeypatch.setattr(pipeline, "code_digest", lambda *a, **k: "code")
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Path:
+    """A throwaway project: params/t.yaml, notebooks 01_a.py and 02_b.py (and 03_fail.py)."""
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "t.yaml").write_text("seed: 0  # seed\nx: 3  # a number\ny: [1, 2]  # a list\n")
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    (nbs / "01_a.py").write_text(NB_A)
+    (nbs / "02_b.py").write_text(NB_B)
+    (nbs / "03_fail.py").write_text(NB_FAIL)
+    return tmp_path
+
+
+def _run(project: Path, stages=STAGES, **kw):
+    lines: list[str] = []
+    result = pipeline.run(
+        "t", stages=stages, notebooks_dir=project / "notebooks", params_dir=project / "params", root=project,
+        log=lines.append, progress_bar=False, **kw,
+    )
+    return result, lines
+
+
+def test_load_profile_overrides_and_derived_paths(project: Path) -> None:
+    P = pipeline.load_profile("t", overrides={"x": pipeline.parse_value("5")}, params_dir=project / "params",
+                              root=project)
+    assert list(P)[0] == "seed"
+    assert P["x"] == 5 and P["y"] == [1, 2]
+    assert P["profile"] == "t"
+    assert P["run_dir"] == str(project / "runs" / "t") and P["report_dir"] == str(project / "reports" / "t")
+    assert P["data_root"] is None
+    with pytest.raises(KeyError, match="unknown param"):
+        pipeline.load_profile("t", overrides={"xx": 1}, params_dir=project / "params", root=project)
+    with pytest.raises(FileNotFoundError, match="no profile 'nope'"):
+        pipeline.load_profile("nope", params_dir=project / "params", root=project)
+
+
+def test_parse_value_types_like_yaml() -> None:
+    assert pipeline.parse_value("3") == 3
+    assert pipeline.parse_value("0.5") == 0.5
+    assert pipeline.parse_value("null") is None
+    assert pipeline.parse_value("[0, 1]") == [0, 1]
+    assert pipeline.parse_value("true") is True
+    assert pipeline.parse_value("speaker") == "speaker"
+
+
+def test_select_stages_by_name_number_and_from() -> None:
+    names = [s.name for s in pipeline.select_stages(pipeline.STAGES, only=["fins", "1", "06_report"])]
+    assert names == ["data", "fins", "report"]
+    assert [s.name for s in pipeline.select_stages(pipeline.STAGES, start="ser_with_fins")] == ["ser_with_fins",
+                                                                                                 "report"]
+    with pytest.raises(ValueError, match="unknown stage 'nope'"):
+        pipeline.select_stages(pipeline.STAGES, only=["nope"])
+
+
+def test_unchanged_stages_are_skipped_and_changes_rerun(project: Path) -> None:
+    result, lines = _run(project)
+    assert result.status == {"a": "ran", "b": "ran"}
+    run_dir, report_dir = project / "runs" / "t", project / "reports" / "t"
+    assert (run_dir / "b.txt").read_text() == "33"
+    assert json.loads((run_dir / "params.json").read_text())["x"] == 3
+    stamp = json.loads((run_dir / "stages" / "a.json").read_text())
+    assert {"hash", "params", "notebook", "code", "inputs"} <= set(stamp)
+    for stem in ("01_a", "02_b"):  # each stage rendered with and without code
+        assert "A wrote" in (report_dir / "01_a.html").read_text() or stem != "01_a"
+        assert (report_dir / f"{stem}.html").is_file() and (report_dir / f"{stem}.nocode.html").is_file()
+    assert (report_dir / "index.html").is_file()
+    assert "var x = " not in (report_dir / "01_a.nocode.html").read_text()
+
+    result, lines = _run(project)
+    assert result.status == {"a": "skipped", "b": "skipped"}
+    assert sum("skipped (unchanged)" in line for line in lines) == 2
+
+    # a param change reruns both; B's input a.txt changes, so B reruns too
+    result, _ = _run(project, overrides={"x": 4})
+    assert result.status == {"a": "ran", "b": "ran"}
+    assert (run_dir / "b.txt").read_text() == "44"
+
+    # editing B's notebook reruns B only
+    nb_b = project / "notebooks" / "02_b.py"
+    nb_b.write_text(nb_b.read_text().replace("value * 2", "value * 3"))
+    result, _ = _run(project, overrides={"x": 4})
+    assert result.status == {"a": "skipped", "b": "ran"}
+    assert (run_dir / "b.txt").read_text() == "444"
+
+    # a missing output reruns its stage; --force reruns everything selected
+    (run_dir / "b.txt").unlink()
+    result, _ = _run(project, overrides={"x": 4})
+    assert result.status == {"a": "skipped", "b": "ran"}
+    result, _ = _run(project, overrides={"x": 4}, force=True, only=["a"])
+    assert result.status == {"a": "ran"}
+
+
+def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Path) -> None:
+    stages = (*STAGES[:1], Stage("fail", "03_fail", outputs=()), Stage("b", "02_b", outputs=("b.txt",)))
+    lines: list[str] = []
+    with pytest.raises(StageFailed) as info:
+        pipeline.run("t", stages=stages, notebooks_dir=project / "notebooks", params_dir=project / "params",
+                     root=project, log=lines.append, progress_bar=False)
+    msg = str(info.value)
+    assert "stage 'fail'" in msg and "03_fail.py" in msg
+    assert "cell 3 of 3" in msg  # title, parameters, the failing cell: counted in the source notebook
+    assert "ratio = params[\"x\"] / 0" in msg
+    assert "ZeroDivisionError" in msg
+    report_dir = project / "reports" / "t"
+    assert info.value.failed_notebook == report_dir / "03_fail.failed.ipynb"
+    assert (report_dir / "03_fail.failed.ipynb").is_file() and (report_dir / "03_fail.failed.html").is_file()
+    assert "ZeroDivisionError" in (report_dir / "03_fail.failed.html").read_text()
+    assert not (project / "runs" / "t" / "b.txt").exists()  # the run stopped
+    assert any("FAILED" in line for line in lines)
+    assert "failed run" in (report_dir / "index.html").read_text()
+
+
+def test_cli_exit_codes(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    assert pipeline.main(["--profile", "does-not-exist"]) == 2
+    assert "no profile" in capsys.readouterr().err
+    stages = (*STAGES[:1], Stage("fail", "03_fail", outputs=()))
+    monkeypatch.setattr(pipeline, "STAGES", stages)
+    monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", project / "notebooks")
+    monkeypatch.setattr(pipeline, "PARAMS_DIR", project / "params")
+    monkeypatch.setattr(pipeline, "REPO_ROOT", project)
+    assert pipeline.main(["--profile", "t", "--from", "fail", "-p", "x", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "stage 'fail'" in err and "ZeroDivisionError" in err

@@ -12,8 +12,12 @@ librosa once per frame (``center=False``, ``n_fft=2048``, ``hop_length=512``, ``
   tuning histogram, vectorised; the chroma filterbanks are then applied grouped by tuning value (at most 100 values,
   each filterbank built once per process).
 
-The values agree with the loop to float32 rounding (matrix products summed in another order); the measured errors are
-printed by ``benchmarks/labels.py``.
+The STFT, the piptrack peaks and the per-frame tuning are bit-identical to librosa's (checked on all 411 files of the
+shared sample, 44,388 frames with tail frames: 0 tuning mismatches); the values then agree with the loop to float32
+rounding of matrix products summed in another order. ``benchmarks/labels.py`` on 40 real clips (one core, CPU time):
+max error / feature range rms 0, zcr 0, chroma 2.2e-6, mfcc 8.5e-8, mel 9.8e-8; the five features together 133x faster
+than the loop (about 3.4 ms per 2.5 s clip, ~300 clips/s per core). A fixed tuning (``tuning=0.0``) is offered as the
+cleaner variant; it is *not* what the study computed.
 
 Frames
 ------
@@ -58,6 +62,7 @@ __all__ = [
     "reference_frame_labels",
     "summary_slices",
     "summary_vector",
+    "warm_up",
 ]
 
 TAIL_FRAMES: int = 4
@@ -375,19 +380,31 @@ _SCRATCH = threading.local()
 
 
 def _state() -> dict[str, Any]:
-    """Per-process constants (window, mel filterbank, FFT bin frequencies), built on first use."""
+    """Per-process constants (window, mel filterbank, pitch band, ZCR threshold), built on first use."""
     if not _STATE:
+        state: dict[str, Any] = {}
         window = librosa.filters.get_window("hann", FRAME_LENGTH, fftbins=True)  # float64, as librosa.stft
-        _STATE["window"] = np.asarray(window, dtype=np.float64)
-        _STATE["mel_t"] = np.ascontiguousarray(librosa.filters.mel(sr=SR, n_fft=FRAME_LENGTH, n_mels=N_MELS).T)
+        state["window"] = np.asarray(window, dtype=np.float64)
+        state["mel_t"] = np.ascontiguousarray(librosa.filters.mel(sr=SR, n_fft=FRAME_LENGTH, n_mels=N_MELS).T)
         freqs = librosa.fft_frequencies(sr=SR, n_fft=FRAME_LENGTH)
         band = np.flatnonzero((freqs >= 150.0) & (freqs < 4000.0))  # piptrack's default fmin, fmax
-        _STATE["pitch_band"] = slice(int(band[0]), int(band[-1]) + 1)
+        state["pitch_band"] = slice(int(band[0]), int(band[-1]) + 1)
         thr = np.float32(_ZC_THRESHOLD)
         if float(thr) > _ZC_THRESHOLD:  # largest float32 <= 1e-10, so that float32 |x| <= thr is exact
             thr = np.nextafter(thr, np.float32(0))
-        _STATE["zc_threshold"] = thr
+        state["zc_threshold"] = thr
+        _STATE.update(state)  # all at once: another thread never sees half of it
     return _STATE
+
+
+def warm_up() -> None:
+    """Build this process's filterbanks and import what labelling needs (a process pool's initializer).
+
+    The first call in a fresh process otherwise pays it (about 1-5 s, mostly importing ``scipy.signal`` and
+    numba-backed ``librosa.util``); later calls reuse everything.
+    """
+    _state()
+    _chroma_fb_t(0.0)
 
 
 def _chroma_fb_t(tuning: float) -> np.ndarray:
@@ -525,9 +542,11 @@ def labels_from_frames(
     dict[str, np.ndarray]
         ``name -> (n, dim)`` float32, equal to ``FEATURES[name].librosa_frame`` on each row up to float32 rounding.
     """
-    frames = _check_frames(frames)
-    names = _check_names(names)
-    tuning = _check_tuning(tuning)
+    return _labels(_check_frames(frames), _check_names(names), _check_tuning(tuning))
+
+
+def _labels(frames: np.ndarray, names: tuple[str, ...], tuning: str | float) -> dict[str, np.ndarray]:
+    """Vectorised labels of validated float32 frames."""
     st = _state()
     out: dict[str, np.ndarray] = {}
     if "rms" in names:
@@ -585,7 +604,7 @@ def frame_labels(
     """
     min_samples = FRAME_LENGTH + (TAIL_FRAMES - 1) * HOP_LENGTH if tail_frames else FRAME_LENGTH
     y = _check_waveform(y, min_samples=min_samples)
-    return labels_from_frames(_frame(y, tail_frames=tail_frames), names=names, tuning=tuning)
+    return _labels(_frame(y, tail_frames=tail_frames), _check_names(names), _check_tuning(tuning))
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -18,18 +18,21 @@ The folder is written to a temporary sibling and renamed into place, so a bundle
 
 Windowing rule for new audio (``offset_rule="fit"``, the default)
 -----------------------------------------------------------------
-With ``W = duration`` and ``n`` the file's length after loading at ``sr``:
+With ``W = duration``, ``H = window_hop`` (half a window by default) and ``n`` the length after loading at ``sr``:
 
-* ``n >= offset + W``: windows start at ``offset`` (the study's 0.6 s: the first window is exactly the training
-  clip) and slide by ``window_hop`` (half a window by default) to the end; a last window aligned to the end of the
-  file covers any remainder, so no audio after ``offset`` is left out.
-* ``W <= n < offset + W``: one full window ending at the end of the file (the leading skip shrinks to ``n - W``).
-* ``n < W``: one window from 0, zero-padded centred to ``W`` as in training (:func:`sefin_utils.audio.window`).
+* origin ``o = offset`` (the study's 0.6 s) when ``n >= offset + W``, else ``o = 0``: a user's recording is never
+  cut by 0.6 s unless it is long enough to afford it, and for a long file the first window is exactly the
+  training clip (:func:`sefin_utils.audio.window`).
+* windows start at ``o, o + H, o + 2H, ...`` until one reaches the end of the file; a window that runs past the end
+  is zero-padded (centred) like a short training clip, and holds more than ``W - H`` real samples (a trailing window
+  with less than one frame of audio is dropped).
+* ``n <= W`` (after the origin): one window from ``o``, padded as in training.
 
-So a user's recording is never cut by 0.6 s unless it is long enough to afford it. The rule depends only on the
-length, never on where a file comes from: a corpus file is treated like any other. ``offset_rule="study"`` instead
-reproduces training's single window exactly (:func:`sefin_utils.audio.window`: skip ``offset`` unless less than
-one frame remains) for files shorter than ``offset + W``.
+Window positions sit on a fixed grid from the origin, never aligned to the end of the file, so a file whose length
+differs by a sample (e.g. after resampling: 48 kHz -> 22,050 Hz rounds the length) is cut at the same places; only the
+last window's tail moves. The rule depends only on the length, never on where a file comes from: a corpus file is
+treated like any other. ``offset_rule="study"`` instead reproduces training's single window exactly for files shorter
+than ``offset + W`` (skip ``offset`` unless less than one frame remains, :func:`sefin_utils.audio.window`).
 
 Examples
 --------
@@ -223,8 +226,8 @@ def resolve_preprocess(preprocess: Mapping[str, Any] | None, *, kind: str, class
     if p["window_hop"] is None:
         p["window_hop"] = WINDOW_HOP_FRACTION * p["duration"]
     p["window_hop"] = float(p["window_hop"])
-    if not 0 < p["window_hop"]:
-        raise ValueError(f"preprocess window_hop must be > 0 seconds, got {p['window_hop']}")
+    if not 0 < p["window_hop"] <= p["duration"]:
+        raise ValueError(f"preprocess window_hop must be in (0, duration={p['duration']}] s, got {p['window_hop']}")
     if p["offset_rule"] not in OFFSET_RULES:
         raise ValueError(f"preprocess offset_rule must be one of {OFFSET_RULES}, got {p['offset_rule']!r}")
     if p["calm"] not in CALM_MODES:
@@ -437,10 +440,10 @@ def window_starts(
 
     Examples
     --------
-    >>> window_starts(22050 * 5)                     # 5 s: from 0.6 s, hop 1.25 s, last one aligned to the end
-    [13230, 40792, 55125]
-    >>> window_starts(22050 * 3)                     # 3 s < 0.6 + 2.5: one full window ending at the end
-    [11025]
+    >>> window_starts(22050 * 5)                     # 5 s: from 0.6 s, hop 1.25 s; the last one is padded
+    [13230, 40792, 68354]
+    >>> window_starts(22050 * 3)                     # 3 s < 0.6 + 2.5: from 0, no skip
+    [0, 27562]
     >>> window_starts(22050 * 2)                     # shorter than a window: one padded window from 0
     [0]
     """
@@ -448,14 +451,29 @@ def window_starts(
         raise ValueError(f"rule must be one of {OFFSET_RULES}, got {rule!r}")
     w = int(round(duration * sr))
     off = int(round(offset * sr))
-    step = max(1, int(round((WINDOW_HOP_FRACTION * duration if hop is None else hop) * sr)))
-    if n_samples >= off + w:
-        last = n_samples - w
-        count = 1 + math.ceil((last - off) / step)
-        return [min(off + k * step, last) for k in range(count)]
-    if rule == "study":
-        return [off if n_samples - off >= FRAME_LENGTH else 0]
-    return [max(0, n_samples - w)]
+    step = int(round((WINDOW_HOP_FRACTION * duration if hop is None else hop) * sr))
+    if not 0 < step <= w:
+        raise ValueError(f"hop must be > 0 and at most the window ({duration} s), got {step / sr} s")
+    if n_samples < off + w:
+        if rule == "study":
+            return [off if n_samples - off >= FRAME_LENGTH else 0]
+        off = 0
+    count = 1 + max(0, math.ceil((n_samples - off - w) / step))
+    starts = [off + k * step for k in range(count)]
+    if len(starts) > 1 and n_samples - starts[-1] < FRAME_LENGTH:
+        starts.pop()  # less than one frame of audio left: not worth a padded window
+    return starts
+
+
+def _resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Resample as :func:`sefin_utils.audio.load` (its ``resample`` when it has one, else librosa ``soxr_hq``)."""
+    from sefin_utils import audio
+
+    if hasattr(audio, "resample"):
+        return audio.resample(y, orig_sr=orig_sr, target_sr=target_sr)
+    import librosa
+
+    return librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr, res_type="soxr_hq")
 
 
 class EmotionClassifier:
@@ -486,8 +504,8 @@ class EmotionClassifier:
         self.offset_rule: str = offset_rule or pre.get("offset_rule", "fit")
         if self.offset_rule not in OFFSET_RULES:
             raise ValueError(f"offset_rule must be one of {OFFSET_RULES}, got {self.offset_rule!r}")
-        if self.hop <= 0:
-            raise ValueError(f"hop must be > 0 seconds, got {self.hop}")
+        if not 0 < self.hop <= self.duration:
+            raise ValueError(f"hop must be > 0 and at most the window ({self.duration} s), got {self.hop} s")
         self.batch_size = int(batch_size)
         self._input_names = [str(getattr(t, "name", "")) for t in getattr(bundle.classifier, "inputs", [])]
 
@@ -538,7 +556,8 @@ class EmotionClassifier:
     def classify_signal(self, y: np.ndarray, sr: int, *, path: str | None = None) -> Prediction:
         """Classify a signal: (n,) mono or (n, channels) / (channels, n) multi-channel at any rate ``sr``.
 
-        Channels are averaged and the signal resampled with soxr HQ, exactly as :func:`sefin_utils.audio.load`.
+        Channels are averaged and the signal resampled exactly as :func:`sefin_utils.audio.load` does (librosa's
+        ``soxr_hq``), so a signal and the same samples read from a file give identical predictions.
         """
         y = np.asarray(y, dtype=np.float32)
         if y.ndim == 2:
@@ -553,9 +572,7 @@ class EmotionClassifier:
         if float(np.max(np.abs(y))) < 1e-5:
             raise ValueError(f"{name}: all-silent signal")
         if int(sr) != self.sr:
-            import soxr
-
-            y = np.ascontiguousarray(soxr.resample(y, int(sr), self.sr, quality="HQ"), dtype=np.float32)
+            y = np.ascontiguousarray(_resample(y, int(sr), self.sr), dtype=np.float32)
         if len(y) < FRAME_LENGTH:
             raise ValueError(f"{name}: too short ({len(y)} samples at {self.sr} Hz < one {FRAME_LENGTH}-sample frame)")
         return self._classify(y, path=path)

@@ -29,7 +29,7 @@ from typing import TextIO
 
 from tqdm.auto import tqdm
 
-from sefin_utils.bundle import CARD_FILE, BundleError, EmotionClassifier, Prediction
+from sefin_utils.bundle import CARD_FILE, BundleError, EmotionClassifier, Prediction, load_bundle
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aiff", ".aif")
 """Extensions collected from folders (files named explicitly are always tried)."""
@@ -251,18 +251,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
-    if args.hop is not None and args.hop <= 0:
-        print(f"predict: --hop must be > 0 seconds, got {args.hop}", file=sys.stderr)
-        return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         model_path = Path(args.model) if args.model else find_latest_bundle()
-        classifier = EmotionClassifier.from_bundle(model_path, hop=args.hop)
+        bundle = load_bundle(model_path)
     except NoBundleError as err:
         print(f"predict: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - any bundle failure is reported, not raised
         print(f"predict: cannot load the model bundle: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
+    try:
+        classifier = EmotionClassifier(bundle, hop=args.hop)
+    except ValueError as err:
+        print(f"predict: --hop: {err}", file=sys.stderr)
         return 2
     if not args.json and not args.csv:
         info = f"{classifier.bundle.path} ({classifier.kind}, {len(classifier.classes)} classes)"

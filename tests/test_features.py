@@ -181,7 +181,18 @@ def test_labels_equal_per_frame_loop_on_long_file(sample_root: Path) -> None:
     _assert_close_to_loop(y)
 
 
-def test_per_frame_tuning_differs_from_whole_clip_and_fixed_tuning(sample_root: Path) -> None:
+def test_stft_and_per_frame_tuning_are_bit_identical_to_librosa(sample_root: Path) -> None:
+    y = _clip(sample_root / REAL_FILES["quiet_stereo"])
+    mag = F._stft_mag(F.frame(y))
+    ref = np.abs(librosa.stft(y, n_fft=FRAME_LENGTH, hop_length=HOP_LENGTH, center=False)).T
+    np.testing.assert_array_equal(mag, ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = [librosa.estimate_tuning(S=m[:, None], sr=SR) for m in mag]
+    np.testing.assert_array_equal(F._frame_tuning(mag), expected)
+
+
+def test_fixed_tuning_variant_equals_librosa_with_tuning_0(sample_root: Path) -> None:
     """Per-frame tuning is what the loop does; a fixed tuning is a documented, different variant."""
     y = _clip(sample_root / REAL_FILES["loud"])
     frames = F.frame(y)[40:44]

@@ -18,10 +18,12 @@
 # **What the Kaggle notebook did.** It showed each augmentation (noise, stretch, shift, pitch) on one example, and
 # kept only the time *means* of the features: one 162-dim vector per clip.
 #
-# **What the study added, and what sefin changes.** A Feature Imitating Network (FIN) learns to output one librosa
-# feature from one raw 2048-sample frame. Its training labels are the features of every frame (`center=False`,
-# hop 512: 104 frames per 2.5 s clip), which the study computed by calling librosa once per frame - exact but slow -
-# and kept in RAM as float64 text. sefin computes the *same* labels for all frames of a clip at once (MFCC's 80 dB
+# **What the study added.** A Feature Imitating Network (FIN) learns to output one librosa feature from one raw
+# 2048-sample frame. Its training labels are the features of every frame (`center=False`, hop 512: 104 frames per
+# 2.5 s clip), which the study computed by calling librosa once per frame - exact but slow - and kept in RAM as
+# float64 text.
+#
+# **What sefin changes, and why.** sefin computes the *same* labels for all frames of a clip at once (MFCC's 80 dB
 # floor per frame, Chroma's tuning per frame), stores them as memory-mapped float32 arrays keyed by the params that
 # made them, and checks them here against the per-frame loop. Augmentation follows the study (Gaussian noise
 # 0.035 x U(0,1) x max; stretch 0.8 then pitch +0.7 semitone), seeded, made after the split.

@@ -15,8 +15,11 @@
 # %% [markdown]
 # # 4. Feature Imitating Networks
 #
-# **What the study did.** Five Keras networks, one per feature, each mapping a raw 2048-sample frame to RMS (1),
-# ZCR (1), Chroma STFT (12), MFCC (20) or the mel spectrogram (128): dense or Conv1D(kernel 512, stride 1) nets of
+# **Where the Kaggle notebook stopped.** It computed its five features with librosa and averaged them over time.
+#
+# **What the study did.** It replaced librosa by networks that imitate it: five Keras networks, one per feature,
+# each mapping a raw 2048-sample frame to RMS (1), ZCR (1), Chroma STFT (12), MFCC (20) or the mel spectrogram
+# (128): dense or Conv1D(kernel 512, stride 1) nets of
 # 66 k to 984 k parameters, trained hours on V100 GPUs (the stride-1 convolutions cost 200-400 million
 # multiply-adds per frame each). Published R² (test / ESD): RMS .985/.968, ZCR .935/.94, Chroma .932/.917,
 # MFCC .917/.543, Mel .333 uniform (.969 variance-weighted) / .892.

@@ -1,0 +1,121 @@
+"""The stage notebooks and profiles: Jupytext pairing, the parameters and install cells, every profile key
+documented, and the whole pipeline end to end through papermill on the tiny profile.
+
+The end-to-end test is selected with ``-k e2e`` (and left out with ``-k "not e2e"``); it runs in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+from sefin_utils import pipeline
+
+NOTEBOOKS = pipeline.NOTEBOOKS_DIR
+PARAMS = pipeline.PARAMS_DIR
+STAGE_STEMS = [s.notebook for s in pipeline.STAGES]
+PROFILES = ("demo", "sample", "kaggle", "tiny")
+
+
+def _cells(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source) for c in nb.cells]
+
+
+def test_every_stage_has_a_py_and_an_ipynb() -> None:
+    for stem in STAGE_STEMS:
+        assert (NOTEBOOKS / f"{stem}.py").is_file(), f"notebooks/{stem}.py is missing"
+        assert (NOTEBOOKS / f"{stem}.ipynb").is_file(), f"notebooks/{stem}.ipynb is missing"
+    assert sorted(p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.py")) == sorted(STAGE_STEMS)
+
+
+@pytest.mark.parametrize("stem", STAGE_STEMS)
+def test_py_and_ipynb_do_not_drift(stem: str) -> None:
+    """Same cells (type and source) in the .py and the .ipynb; the .ipynb is stored without outputs."""
+    py = jupytext.read(NOTEBOOKS / f"{stem}.py")
+    ipynb = nbformat.read(str(NOTEBOOKS / f"{stem}.ipynb"), as_version=4)
+    py_cells, nb_cells = _cells(py), _cells(ipynb)
+    if py_cells != nb_cells:
+        diff = next(i for i, (a, b) in enumerate(zip(py_cells, nb_cells, strict=False)) if a != b) \
+            if any(a != b for a, b in zip(py_cells, nb_cells, strict=False)) else min(len(py_cells), len(nb_cells))
+        pytest.fail(f"notebooks/{stem}.py and .ipynb differ from cell {diff + 1} on ({len(py_cells)} vs "
+                    f"{len(nb_cells)} cells): run `jupytext --sync notebooks/{stem}.py`")
+    for cell in ipynb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{stem}.ipynb is stored with outputs"
+    assert ipynb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@pytest.mark.parametrize("stem", STAGE_STEMS)
+def test_parameters_cell_then_the_install_cell(stem: str) -> None:
+    nb = jupytext.read(NOTEBOOKS / f"{stem}.py")
+    story = nb.cells[0].source if nb.cells[0].cell_type == "markdown" else ""
+    assert "Kaggle" in story and "What sefin changes" in story, f"{stem}: the story (Kaggle, what sefin changes)"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), f"{stem}: first code cell must be tagged parameters"
+    names = dict(re.findall(r"^(\w+) = (.+?)(?:\s+#.*)?$", code[0].source, flags=re.M))
+    assert names == {"profile": '"demo"', "params": "{}"}
+    reference = jupytext.read(NOTEBOOKS / f"{STAGE_STEMS[0]}.py")
+    install = [c for c in reference.cells if c.cell_type == "code"][1].source
+    assert code[1].source == install, f"{stem}: the install cell differs from {STAGE_STEMS[0]}'s"
+    assert "tensorflow" in install and "find_spec" in install
+    assert any("stage_params(profile, params)" in c.source for c in code), f"{stem} must resolve its params"
+
+
+def test_install_cell_is_a_noop_here() -> None:
+    nb = jupytext.read(NOTEBOOKS / f"{STAGE_STEMS[0]}.py")
+    install = [c for c in nb.cells if c.cell_type == "code"][1].source
+    ns: dict = {}
+    exec(compile(install, "install-cell", "exec"), ns)  # sefin is importable here: nothing is installed
+    assert "_reqs" not in ns and "_repo" not in ns
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_profiles_load_and_document_every_key(profile: str) -> None:
+    path = PARAMS / f"{profile}.yaml"
+    text = path.read_text()
+    raw = yaml.safe_load(text)
+    assert next(iter(raw)) == "seed", f"{path.name}: seed comes first"
+    for line in text.splitlines():
+        if re.match(r"^\w+:", line):
+            assert "#" in line, f"{path.name}: key without a comment: {line!r}"
+    demo_keys = set(yaml.safe_load((PARAMS / "demo.yaml").read_text()))
+    assert set(raw) == demo_keys, f"{path.name} keys differ from demo.yaml: {set(raw) ^ demo_keys}"
+    if profile != "kaggle":  # kaggle's data root needs /kaggle/input
+        P = pipeline.load_profile(profile)
+        assert P["run_dir"].endswith(f"runs/{profile}") and P["report_dir"].endswith(f"reports/{profile}")
+
+
+def test_e2e_tiny_pipeline_through_papermill(tmp_path: Path) -> None:
+    """Every stage notebook executes on the tiny profile; the report holds the results table and every stage's
+    HTML; a second run skips every stage."""
+    overrides = {"run_dir": str(tmp_path / "runs" / "tiny"), "report_dir": str(tmp_path / "reports" / "tiny")}
+    lines: list[str] = []
+    result = pipeline.run("tiny", overrides=overrides, log=lines.append, progress_bar=False)
+    print("\n".join(lines))
+    assert result.status == {s.name: "ran" for s in pipeline.STAGES}
+    run_dir, report_dir = tmp_path / "runs" / "tiny", tmp_path / "reports" / "tiny"
+    for stem in STAGE_STEMS:
+        for suffix in (".html", ".nocode.html"):
+            page = report_dir / f"{stem}{suffix}"
+            assert page.is_file() and page.stat().st_size > 1000, f"missing or empty {page.name}"
+    results = pd.read_csv(report_dir / "results.csv")
+    assert len(results) and {"variant", "test_accuracy", "test_macro_f1"} <= set(results.columns)
+    assert {"baseline_kaggle", "e2e_frozen"} <= set(results["variant"])
+    index = (report_dir / "index.html").read_text()
+    assert "GENERATED DATA" in index
+    assert "<h2>Headline</h2>" in index and "<table" in index and "baseline_kaggle" in index
+    for stem in STAGE_STEMS:
+        assert f'href="{stem}.nocode.html"' in index and f'href="{stem}.html"' in index
+    assert (report_dir / "results.html").is_file()
+    assert list((report_dir / "figures").glob("*.png"))
+    card = json.loads((run_dir / "model" / "card.json").read_text())
+    assert card["data"]["generated"] is True
+    again = pipeline.run("tiny", overrides=overrides, log=lines.append, progress_bar=False)
+    assert set(again.status.values()) == {"skipped"}

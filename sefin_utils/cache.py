@@ -377,7 +377,9 @@ def _summary_task(task: dict[str, Any]) -> dict[str, Any]:
     out = np.zeros((stop - start, task["dim"]), np.float32)
     for j, (row, (v0, v1)) in enumerate(zip(range(start, stop), task["valid"], strict=True)):
         y = np.array(clips[row, v0:v1] if v1 > v0 else clips[row], dtype=np.float32)
-        out[j] = features.summary_vector(y)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Trying to estimate tuning", category=UserWarning)
+            out[j] = features.summary_vector(y)
     return {"summary": out}
 
 
@@ -655,7 +657,7 @@ def _valid_ranges(rows: pd.DataFrame) -> list[tuple[int, int]]:
 
 def _summary_layer(root: Path, clips_dir: Path, rows: pd.DataFrame, chunk: int) -> _Layer:
     features = _features_module()
-    dim = int(np.asarray(features.summary_vector(np.zeros(4096, np.float32) + 1e-3)).shape[0])
+    dim = int(features.SUMMARY_DIM)
     k2 = _hash(
         {
             "v": CACHE_VERSION,

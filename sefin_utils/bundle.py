@@ -71,6 +71,9 @@ OFFSET_RULES: tuple[str, ...] = ("fit", "study")
 """How the leading offset is applied to files shorter than ``offset + duration`` (see the module docstring)."""
 WINDOW_HOP_FRACTION: float = 0.5
 """Default hop between sliding windows, as a fraction of the window length."""
+RAW_SUFFIX = "_raw"
+"""Model-name suffix of classifiers trained on unstandardised features by design (``ser.build_baseline(...,
+standardize=False)``): they need no scaler, so :func:`save_bundle` accepts them without a Normalization layer."""
 CLASSIFIER_FILE = "classifier.keras"
 PREPROCESS_FILE = "preprocess.json"
 CARD_FILE = "card.json"
@@ -292,7 +295,8 @@ def save_bundle(
     card : dict, optional
         Metrics, data seen, params...; ``created`` and ``sefin_version`` are filled in when absent.
     require_normalization : bool
-        Refuse a classifier without a ``Normalization`` layer (the bundle carries no external scaler).
+        Refuse a classifier without a ``Normalization`` layer (the bundle carries no external scaler), unless its
+        name ends in ``_raw`` (trained on raw features by design, as ser's unstandardised baselines).
 
     Returns
     -------
@@ -307,13 +311,16 @@ def save_bundle(
     if n_out != len(pre["classes"]):
         raise ValueError(f"classifier has {n_out} outputs but {len(pre['classes'])} classes were given: {classes}")
     norm = normalization_layers(classifier)
-    if require_normalization and not norm:
+    name = str(getattr(classifier, "name", ""))
+    trained_raw = name.endswith(RAW_SUFFIX)
+    if require_normalization and not norm and not trained_raw:
         raise ValueError(
-            f"classifier {getattr(classifier, 'name', '?')!r} has no Normalization layer: the bundle carries no "
-            "external scaler, so feature standardisation must be inside the model (adapt a "
-            "keras.layers.Normalization on the training features), or pass require_normalization=False"
+            f"classifier {name!r} has no Normalization layer: the bundle carries no external scaler, so feature "
+            "standardisation must be inside the model (adapt a keras.layers.Normalization on the training features). "
+            f"A model trained on raw features by design may be named '*{RAW_SUFFIX}' (as ser's unstandardised "
+            "baselines are), or pass require_normalization=False"
         )
-    pre["standardisation"] = {"in_model": bool(norm), "layers": norm}
+    pre["standardisation"] = {"in_model": bool(norm), "layers": norm, "trained_raw": bool(trained_raw and not norm)}
     card_out = dict(card or {})
     card_out.setdefault("created", _utc_now())
     card_out.setdefault("sefin_version", __version__)

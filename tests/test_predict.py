@@ -258,7 +258,7 @@ def test_bundle_round_trip(tmp_path: Path, bundle_dir: Path) -> None:
     pre = json.loads((out / "preprocess.json").read_text())
     assert pre["classes"] == CLASSES and pre["sr"] == SR and pre["clip_samples"] == CLIP_SAMPLES
     assert pre["offset_rule"] == "fit" and pre["window_hop"] == pytest.approx(1.25)
-    assert pre["standardisation"] == {"in_model": True, "layers": ["summary_norm"]}  # no external scaler needed
+    assert pre["standardisation"] == {"in_model": True, "layers": ["summary_norm"], "trained_raw": False}
     assert b.card["created"] and b.card["sefin_version"] and b.card["metrics"] == {"macro_f1": 0.1}
     x = {"summary": np.random.default_rng(0).normal(size=(5, 162)).astype("float32") * 10 + 1}
     np.testing.assert_array_equal(np.asarray(b.classifier(x)), np.asarray(model(x)))
@@ -395,6 +395,9 @@ def test_ser_baseline_bundle(tmp_path: Path) -> None:
     model = ser.build_baseline("kaggle", len(CLASSES), norm_mean=np.zeros(162), norm_var=np.ones(162), seed=1)
     out = save_bundle(tmp_path / "model", classifier=model, kind="summary", classes=CLASSES)
     assert load_bundle(out).preprocess["standardisation"]["layers"] == ["standardize"]
+    raw = ser.build_baseline("kaggle", len(CLASSES), standardize=False)  # the study's flaw, trained raw by design
+    std = load_bundle(save_bundle(tmp_path / "raw", classifier=raw, kind="summary", classes=CLASSES)).preprocess
+    assert std["standardisation"] == {"in_model": False, "layers": [], "trained_raw": True}
     y = speechlike(3.0, seed=20)
     clf = EmotionClassifier.from_bundle(out)
     clips, valid, _ = clf.windows(y)

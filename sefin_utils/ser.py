@@ -592,11 +592,13 @@ def train_classifier(
     class_weight: Mapping[int, float] | None = None,
     progress: bool = True,
     jit_compile: bool | str = "auto",
+    run_eagerly: bool = False,
 ) -> dict[str, Any]:
     """Compile (Adam, sparse cross-entropy) and fit with early stopping on validation loss.
 
     The weights of the epoch with the lowest validation loss are restored at the end (never the last epoch when
     validation loss rose); ReduceLROnPlateau halves the learning rate after ``max(1, patience // 2)`` flat epochs.
+    ``run_eagerly`` skips graph tracing (for tiny test runs).
     Returns ``history`` (per-epoch lists), ``epoch_seconds``, ``best_epoch`` (1-based), ``epochs_run``,
     ``s_per_epoch`` (median after the first, compiling epoch), ``first_epoch_s`` and ``best_val_loss``.
     """
@@ -609,7 +611,8 @@ def train_classifier(
         optimizer=keras.optimizers.Adam(learning_rate=lr),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
-        jit_compile=jit_compile,
+        jit_compile=False if run_eagerly else jit_compile,
+        run_eagerly=run_eagerly,
     )
     log = _EpochLog(epochs, model.name, progress)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
@@ -719,6 +722,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "protocol": "speaker",
     "save_models": True,
     "progress": True,
+    "run_eagerly": False,
 }
 
 
@@ -834,7 +838,7 @@ def run_experiments(
         (None | "balanced"); variants (baseline, frozen, finetuned, random); baseline_unstandardized (False);
         ablation (False); ablation_epochs (None = epochs); ablation_fin_trainable (False); ablation_codes (None =
         all 32); train_augmentations (None = all); protocol ("speaker") label for the table; save_models (True);
-        progress (True).
+        progress (True); run_eagerly (False; True for tiny test runs).
 
     Protocol: train on TRAIN clips, select on VAL originals, test on TEST originals; ``ood`` (ESD) originals are
     scored on ``ESD_EMOTIONS`` only (argmax over those classes' probabilities).
@@ -894,7 +898,7 @@ def run_experiments(
             fit = train_classifier(model, data["train"], y["train"], data["val"], y["val"],
                                    epochs=int(spec.get("epochs") or p["epochs"]), batch_size=int(p["batch_size"]),
                                    lr=float(lr), seed=seed, patience=int(p["patience"]), class_weight=cw,
-                                   progress=p["progress"])
+                                   progress=p["progress"], run_eagerly=bool(p["run_eagerly"]))
             reports: dict[str, Any] = {}
             for s in ("val", "test", "ood"):
                 if s not in data:

@@ -128,6 +128,14 @@ def find_latest_bundle(root: str | Path | None = None) -> Path:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _error_message(path: str, err: Exception) -> str:
+    """``<path>: <reason>`` for audio problems; other failures also name the exception type."""
+    from sefin_utils.audio import AudioError
+
+    msg = str(err) if path in str(err) else f"{path}: {err}"
+    return msg if isinstance(err, AudioError) else f"{msg} ({type(err).__name__})"
+
+
 def predict_paths(
     paths: Iterable[str | Path], classifier: EmotionClassifier, *, progress: bool | None = None
 ) -> list[Prediction]:
@@ -155,8 +163,7 @@ def predict_paths(
         try:
             results.append(classifier.classify_file(path))
         except Exception as err:  # noqa: BLE001 - one bad file must not stop the batch
-            msg = str(err) if path in str(err) else f"{path}: {err}"
-            results.append(Prediction.failed(path, f"{type(err).__name__}: {msg}"))
+            results.append(Prediction.failed(path, _error_message(path, err)))
     return results
 
 

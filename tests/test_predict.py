@@ -230,15 +230,19 @@ def test_bad_files_never_stop_a_batch(tmp_path: Path, bundle_dir: Path, capsys: 
     sf.write(folder / "z_good2.flac", speechlike(3.0, seed=15), 16_000)
     bad = _bad_files(folder / "bad")
     missing = tmp_path / "does_not_exist.wav"
-    code = main([str(folder), str(missing), "--model", str(bundle_dir), "--json"])
-    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (tmp_path / "empty_dir").mkdir()
+    code = main([str(folder), str(missing), str(tmp_path / "empty_dir"), "--model", str(bundle_dir), "--json"])
+    captured = capsys.readouterr()
+    out = [json.loads(line) for line in captured.out.splitlines()]
     assert code == 1
+    assert "predict: 100%" in captured.err and "8 of 10 file(s) could not be scored" in captured.err  # bar, summary
     by_name = {Path(r["path"]).name: r for r in out}
     for name, word in bad.items():
         r = by_name[name]
         assert r["emotion"] is None and r["probabilities"] == {}
         assert word in r["error"].lower() and name in r["error"], r["error"]
     assert "no such file" in by_name["does_not_exist.wav"]["error"]
+    assert "no audio files" in by_name["empty_dir"]["error"]
     good = [r for r in out if r["error"] is None]
     assert {Path(r["path"]).name for r in good} >= {"good1.wav"}
     for r in good:

@@ -293,3 +293,34 @@ def test_best_model_selects_on_validation_only() -> None:
     res = pd.DataFrame({"variant": ["a", "a", "b"], "val_macro_f1": [0.5, 0.7, 0.65], "val_accuracy": [0.5] * 3,
                         "test_macro_f1": [0.1, 0.1, 0.9]})
     assert ser.best_model(res) == "b"  # mean val 0.60 vs 0.65; test never consulted
+
+
+# ------------------------------------------------------------------------------------------------------- figures
+def test_figures(tmp_path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sefin_utils.plots import ser as plots
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 8, 40)
+    rep = ser.evaluate(None, None, y, CLASSES, proba=np.eye(8)[np.where(rng.random(40) < 0.6, y, 0)])
+    plots.confusion_matrix(rep, title="t", path=tmp_path / "cm.png")
+    plots.per_class_f1({"a": rep, "b": rep}, path=tmp_path / "f1.png")
+    plots.training_curves({"loss": [2, 1.5], "val_loss": [2, 1.8], "accuracy": [0.2, 0.3],
+                           "val_accuracy": [0.1, 0.2]}, best_epoch=2, path=tmp_path / "curves.png")
+    rows = [{"variant": f"ablation_{c}", "kind": "ablation", "sources": c, "val_macro_f1": 0.5,
+             "test_accuracy": 0.5, "test_macro_f1": 0.4 + 0.1 * (c[0] == "F") + rng.normal(0, 0.01)}
+            for c in ser.ABLATION]
+    res = pd.DataFrame(rows)
+    tab = plots.ablation_table(res)
+    assert len(tab) == 32 and list(tab.columns[1:6]) == list(ser.FEATURE_NAMES)
+    marg = plots.ablation_marginals_table(res).set_index("feature")
+    assert marg.loc["rms", "fin_minus_librosa"] == pytest.approx(0.1, abs=0.02)  # rms is the first code letter
+    assert abs(marg.loc["mel", "fin_minus_librosa"]) < 0.02 and (marg["fin_n"] == 16).all()
+    plots.ablation_marginals(res, path=tmp_path / "abl.png")
+    summary = pd.DataFrame({"variant": ["baseline_kaggle", "e2e_frozen"], "kind": ["baseline", "e2e"],
+                            "test_macro_f1_mean": [0.5, 0.4], "test_macro_f1_std": [0.02, np.nan]})
+    plots.headline(summary, path=tmp_path / "headline.png")
+    for name in ("cm", "f1", "curves", "abl", "headline"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000

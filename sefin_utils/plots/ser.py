@@ -1,0 +1,191 @@
+"""Figures of the emotion-classifier stage: confusion matrices, per-class F1, the ablation, training curves.
+
+Every function returns a matplotlib Figure and saves it as PNG when ``path`` is given. Inputs are what
+``ser.run_experiments`` writes: ``results.csv`` rows and the ``metrics/<variant>__seed<k>.json`` payloads
+(``reports[split]["overall"]`` is a ``metrics.classification_report`` dict; ``history`` is the Keras history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from sefin_utils.ser import FEATURE_NAMES, STUDY_ABLATION_ACCURACY, STUDY_PROTOCOL, STUDY_RESULTS, sources_from_code
+
+
+def _save(fig: Figure, path: str | Path | None) -> Figure:
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def _report(report: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Accept a classification report or an ``evaluate`` result (``{"overall": report, ...}``)."""
+    return report["overall"] if "overall" in report else report
+
+
+def confusion_matrix(
+    report: Mapping[str, Any],
+    *,
+    title: str | None = None,
+    normalize: bool = True,
+    path: str | Path | None = None,
+) -> Figure:
+    """Heat map of a confusion matrix (rows = true class), rows normalised to 1 by default, counts annotated."""
+    rep = _report(report)
+    cm = np.asarray(rep["confusion"], dtype=float)
+    classes = list(rep["classes"])
+    if cm.shape != (len(classes), len(classes)):
+        raise ValueError(f"confusion matrix {cm.shape} does not match {len(classes)} classes")
+    rows = cm.sum(axis=1, keepdims=True)
+    shown = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0) if normalize else cm
+    size = 1.0 + 0.6 * len(classes)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class" if normalize else "count")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            if cm[i, j]:
+                ax.text(j, i, f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
+                        fontsize=7, color="white" if shown[i, j] > 0.5 * (shown.max() or 1) else "black")
+    acc, f1 = rep.get("accuracy"), rep.get("macro_f1")
+    sub = f"accuracy {acc:.3f}, macro-F1 {f1:.3f}, n={rep.get('n', int(cm.sum()))}" if acc is not None else ""
+    ax.set_title(f"{title}\n{sub}" if title else sub, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def per_class_f1(reports: Mapping[str, Mapping[str, Any]], *, title: str | None = None,
+                 path: str | Path | None = None) -> Figure:
+    """Grouped bars of per-class F1, one bar per model (``{model name: report}``)."""
+    if not reports:
+        raise ValueError("per_class_f1 needs at least one report")
+    reps = {k: _report(v) for k, v in reports.items()}
+    classes: list[str] = []
+    for r in reps.values():
+        classes += [c for c in r["classes"] if c not in classes]
+    width = 0.8 / len(reps)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(classes) + 0.4 * len(reps)), 3.8))
+    x = np.arange(len(classes))
+    for i, (name, r) in enumerate(reps.items()):
+        vals = [r["per_class_f1"].get(c, np.nan) for c in classes]
+        ax.bar(x + (i - (len(reps) - 1) / 2) * width, vals, width, label=f"{name} (macro {r['macro_f1']:.2f})")
+    ax.set_xticks(x, classes, rotation=30, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(reps) > 3 else 1)
+    ax.set_title(title or "per-class F1", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def ablation_table(results: pd.DataFrame, *, metric: str = "test_macro_f1") -> pd.DataFrame:
+    """The ablation rows with one source column per feature (FIN / librosa), best ``metric`` first."""
+    abl = results[results["kind"] == "ablation"].copy()
+    if abl.empty:
+        raise ValueError("results hold no ablation rows (kind == 'ablation')")
+    src = pd.DataFrame([sources_from_code(c) for c in abl["sources"]], index=abl.index)
+    cols = [c for c in ("val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar", "ood_accuracy", "ood_macro_f1")
+            if c in abl.columns]
+    out = pd.concat([abl[["sources"]].rename(columns={"sources": "code"}), src, abl[cols]], axis=1)
+    out["n_fin"] = (src == "fin").sum(axis=1)
+    return out.sort_values(metric, ascending=False).reset_index(drop=True)
+
+
+def ablation_marginals_table(results: pd.DataFrame, *, metric: str = "test_macro_f1") -> pd.DataFrame:
+    """Per feature: mean and std of ``metric`` over the mixes taking it from its FIN vs from librosa, and the gap."""
+    tab = ablation_table(results, metric=metric)
+    rows = []
+    for f in FEATURE_NAMES:
+        fin, lib = tab.loc[tab[f] == "fin", metric], tab.loc[tab[f] == "librosa", metric]
+        rows.append({"feature": f, "fin_mean": fin.mean(), "fin_std": fin.std(ddof=1), "fin_n": len(fin),
+                     "librosa_mean": lib.mean(), "librosa_std": lib.std(ddof=1), "librosa_n": len(lib),
+                     "fin_minus_librosa": fin.mean() - lib.mean()})
+    return pd.DataFrame(rows)
+
+
+def ablation_marginals(results: pd.DataFrame, *, metric: str = "test_macro_f1",
+                       path: str | Path | None = None) -> Figure:
+    """Marginal effect of each feature's source: mean ``metric`` (± std, with every mix as a dot) FIN vs librosa."""
+    tab = ablation_table(results, metric=metric)
+    marg = ablation_marginals_table(results, metric=metric)
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    rng = np.random.default_rng(0)
+    for i, f in enumerate(FEATURE_NAMES):
+        for k, (src, color) in enumerate((("fin", "tab:blue"), ("librosa", "tab:orange"))):
+            vals = tab.loc[tab[f] == src, metric].to_numpy()
+            xpos = i + (k - 0.5) * 0.35
+            ax.scatter(xpos + rng.uniform(-0.06, 0.06, len(vals)), vals, s=10, color=color, alpha=0.4)
+            row = marg.iloc[i]
+            ax.errorbar(xpos, row[f"{src}_mean"], yerr=0 if np.isnan(row[f"{src}_std"]) else row[f"{src}_std"],
+                        fmt="o", color=color, capsize=4, ms=7, label=("FIN" if src == "fin" else "librosa")
+                        if i == 0 else None)
+    if metric == "test_accuracy":
+        lo, hi = STUDY_ABLATION_ACCURACY
+        ax.axhspan(lo, hi, color="grey", alpha=0.12, label=f"study spread ({STUDY_PROTOCOL})")
+    ax.set_xticks(range(len(FEATURE_NAMES)), FEATURE_NAMES)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title="feature taken from", fontsize=8)
+    ax.set_title(f"ablation ({len(tab)} mixes): effect of each feature's source", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def training_curves(history: Mapping[str, Sequence[float]], *, title: str | None = None,
+                    best_epoch: int | None = None, path: str | Path | None = None) -> Figure:
+    """Loss and accuracy per epoch, train vs validation; a dashed line marks the restored (best) epoch."""
+    if "loss" not in history:
+        raise ValueError(f"history lacks 'loss' (has {sorted(history)})")
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            if f"{prefix}{key}" in history:
+                ax.plot(epochs, history[f"{prefix}{key}"], marker=".", label=label)
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label="restored epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def headline(summary: pd.DataFrame, *, metric: str = "test_macro_f1", path: str | Path | None = None) -> Figure:
+    """Bars of ``<metric>_mean`` ± std per non-ablation variant, with the study's logged number as a marker."""
+    rows = summary[summary["kind"] != "ablation"]
+    if rows.empty:
+        raise ValueError("summary holds no baseline/end-to-end rows")
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows)), 3.6))
+    x = np.arange(len(rows))
+    std = rows[f"{metric}_std"].fillna(0).to_numpy()
+    ax.bar(x, rows[f"{metric}_mean"], yerr=std, capsize=4, color="tab:blue", alpha=0.8, label="ours")
+    key = "macro_f1" if metric.endswith("macro_f1") else "accuracy" if metric.endswith("accuracy") else None
+    if key and metric.startswith("test"):
+        study = [STUDY_RESULTS.get("baseline" if v.startswith("baseline") and not v.endswith("_raw") else v, {})
+                 .get(key, np.nan) for v in rows["variant"]]
+        ax.scatter(x, study, marker="D", color="tab:red", zorder=3, label=f"study ({STUDY_PROTOCOL})")
+    ax.set_xticks(x, rows["variant"], rotation=20, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -576,8 +576,10 @@ class EmotionClassifier:
             raise ValueError(f"{name}: empty signal")
         if not np.all(np.isfinite(y)):
             raise ValueError(f"{name}: signal has {int(np.sum(~np.isfinite(y)))} NaN/inf samples")
-        if float(np.max(np.abs(y))) < 1e-5:
-            raise ValueError(f"{name}: all-silent signal")
+        from sefin_utils.audio import SILENCE_PEAK
+
+        if float(np.max(np.abs(y))) < SILENCE_PEAK:
+            raise ValueError(f"{name}: all-silent signal (peak below {SILENCE_PEAK:.0e})")
         if int(sr) != self.sr:
             y = np.ascontiguousarray(_resample(y, int(sr), self.sr), dtype=np.float32)
         if len(y) < FRAME_LENGTH:

@@ -435,3 +435,12 @@ def test_end_to_end_bundle(tmp_path: Path) -> None:
     a, b = clf.classify_file(mono), clf.classify_file(stereo)
     assert a.emotion == b.emotion and len(a.windows) == 2
     np.testing.assert_allclose(probs(a), probs(b), atol=PROB_ATOL)
+
+
+def test_classify_signal_validates_like_load(clf: EmotionClassifier) -> None:
+    for y, word in ((np.zeros(SR, np.float32), "silent"), (np.array([], np.float32), "empty"),
+                    (np.full(SR, np.nan, np.float32), "NaN"), (speechlike(0.05), "too short")):
+        with pytest.raises(ValueError, match=word):
+            clf.classify_signal(y, SR, path="mine")
+    stereo = np.stack([speechlike(2.0), speechlike(2.0)])  # (channels, n) is accepted too
+    np.testing.assert_array_equal(probs(clf.classify_signal(stereo, SR)), probs(clf.classify_signal(stereo.T, SR)))

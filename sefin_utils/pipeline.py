@@ -762,7 +762,7 @@ def run(
                 result.status[stage.name] = "failed"
                 log(f"{head}: FAILED\n  {msg}")
                 raise StageFailed(stage.name, msg, executed)
-            for stale in (failed_nb, report_dir / f"{stage.notebook}.failed.html"):
+            for stale in (failed_nb, *(report_dir / f"{stage.notebook}.failed{x}" for x in (".html", ".nocode.html"))):
                 stale.unlink(missing_ok=True)
             # inputs are re-read after the run: a stage may itself write what it reads (the generated corpus)
             key = stage_key(stage, nb, P, code=code)

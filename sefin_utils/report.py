@@ -31,7 +31,6 @@ STUDY_RESULTS: pd.DataFrame = pd.DataFrame(
 )
 """The published numbers ours are read beside (test sets of the study and of the public Kaggle notebook)."""
 
-METRIC_COLUMNS: tuple[str, ...] = ("accuracy", "macro_f1", "weighted_f1", "uar")
 RESULT_SOURCES: tuple[str, ...] = ("baseline/results.csv", "ser/results.csv")
 """Run-folder tables that :func:`collect_results` concatenates (written by stages 02 and 05)."""
 REPORT_SUBDIR = "report"
@@ -86,24 +85,69 @@ def collect_results(run_dir: Path, *, sources: Sequence[str] = RESULT_SOURCES) -
     return pd.concat(frames, ignore_index=True)
 
 
+HEADLINE_METRICS: dict[str, str] = {
+    "test_accuracy": "test accuracy",
+    "test_macro_f1": "test macro-F1",
+    "test_uar": "test UAR",
+    "ood_accuracy": "ESD accuracy",
+    "ood_macro_f1": "ESD macro-F1",
+    "val_macro_f1": "val macro-F1",
+}
+"""Result columns (``ser.run_experiments``) the headline shows, with their labels."""
+STUDY_BY_VARIANT: dict[str, tuple[float, float]] = {
+    "baseline": (0.513, 0.48),
+    "e2e_frozen": (0.491, 0.47),
+    "e2e_finetuned": (0.616, 0.65),
+    "e2e_random": (0.520, 0.55),
+}
+"""The study's logged test accuracy and macro-F1 per variant (file-level split, speakers shared, single runs)."""
+
+
 def headline(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per model and protocol on the test split: the metrics averaged over seeds, with their spread."""
+    """One row per model (variant) and protocol: test and ESD metrics, mean and standard deviation over seeds,
+    with the study's numbers beside. The ablation's models are summarised in one row (their spread)."""
+    need = {"variant", *HEADLINE_METRICS}
+    if missing := need - set(results.columns):
+        raise ValueError(f"results lack columns {sorted(missing)} (expected ser.run_experiments' table)")
     df = results.copy()
-    if "split" in df.columns and (df["split"] == "test").any():
-        df = df[df["split"] == "test"]
-    if "corpus" in df.columns and df["corpus"].isin(["all", "ALL"]).any():
-        df = df[df["corpus"].isin(["all", "ALL"])]
-    keys = [c for c in ("model", "protocol") if c in df.columns] or [df.columns[0]]
-    metrics = [c for c in METRIC_COLUMNS if c in df.columns]
-    if not metrics:
-        return df.reset_index(drop=True)
-    g = df.groupby(keys, sort=False)[metrics]
-    out = g.mean()
-    if "seed" in df.columns and df["seed"].nunique() > 1:
-        spread = g.std().add_suffix("_sd")
-        out = out.join(spread)
-        out["seeds"] = df.groupby(keys, sort=False)["seed"].nunique()
-    return out.reset_index()
+    if "protocol" not in df.columns:
+        df["protocol"] = "?"
+    is_abl = df["kind"].eq("ablation") if "kind" in df.columns else pd.Series(False, index=df.index)
+    rows = []
+    for (variant, protocol), g in df[~is_abl].groupby(["variant", "protocol"], sort=False):
+        row: dict[str, object] = {"model": variant, "protocol": protocol,
+                                  "seeds": int(g["seed"].nunique()) if "seed" in g.columns else len(g)}
+        for col, label in HEADLINE_METRICS.items():
+            row[label] = float(g[col].mean())
+            row[f"{label} sd"] = float(g[col].std(ddof=1)) if len(g) > 1 else float("nan")
+        study = STUDY_BY_VARIANT.get("baseline" if str(variant).startswith("baseline") else str(variant))
+        row["study accuracy"], row["study macro-F1"] = study if study else (float("nan"), float("nan"))
+        rows.append(row)
+    if is_abl.any():
+        a = df[is_abl]
+        row = {"model": f"ablation ({a['variant'].nunique()} source mixes, range)", "protocol": a["protocol"].iloc[0],
+               "seeds": int(a["seed"].nunique()) if "seed" in a.columns else 1}
+        for col, label in HEADLINE_METRICS.items():
+            row[label] = float(a[col].mean())
+            row[f"{label} sd"] = float(a[col].std(ddof=1)) if len(a) > 1 else float("nan")
+        row["study accuracy"], row["study macro-F1"] = 0.598, float("nan")  # midpoint of the study's 57.8-61.8 %
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_headline(head: pd.DataFrame) -> pd.DataFrame:
+    """The headline for reading: ``mean ± sd`` strings, the study's numbers last."""
+    out = head[["model", "protocol", "seeds"]].copy()
+    for label in HEADLINE_METRICS.values():
+        if label not in head.columns:
+            continue
+        sd = head.get(f"{label} sd", pd.Series(float("nan"), index=head.index))
+        out[label] = [("" if pd.isna(m) else f"{m:.3f}" + ("" if pd.isna(s) else f" ± {s:.3f}"))
+                      for m, s in zip(head[label], sd, strict=True)]
+    for label in ("study accuracy", "study macro-F1"):
+        if label in head.columns:
+            out[label] = ["" if pd.isna(v) else f"{v:.3f}" for v in head[label]]
+    return out
 
 
 def write_table(df: pd.DataFrame, out_dir: Path, stem: str, *, title: str | None = None,
@@ -126,7 +170,12 @@ def write_results(results: pd.DataFrame, run_dir: Path) -> dict[str, Path]:
     out = Path(run_dir) / REPORT_SUBDIR
     banner = banner_text(run_dir)
     res_csv, res_html = write_table(results, out, "results", title="sefin results", banner=banner)
-    head_csv, head_html = write_table(headline(results), out, "headline", title="sefin headline", banner=banner)
+    head = headline(results)
+    head_csv = out / "headline.csv"
+    write_table(head, out, "headline", title="sefin headline", banner=banner)
+    head_html = out / "headline.html"
+    _write_text(head_html, _page("sefin headline", (f'<div class="banner">{html.escape(banner)}</div>' if banner
+                                                     else "") + _table_html(format_headline(head))))
     return {"results.csv": res_csv, "results.html": res_html, "headline.csv": head_csv, "headline.html": head_html}
 
 
@@ -197,7 +246,10 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
     head = run_dir / REPORT_SUBDIR / "headline.csv"
     parts.append("<h2>Headline</h2>")
     if head.is_file():
-        parts.append(_table_html(pd.read_csv(head)))
+        parts.append(_table_html(format_headline(pd.read_csv(head))))
+        parts.append("<p>Mean ± standard deviation over seeds. Test: unaugmented recordings of the run's protocol, "
+                     "never trained on; ESD: out of domain, scored on the five classes it shares. The study's "
+                     "numbers come from a file-level split that shares speakers between train and test.</p>")
         parts.append('<p>All results: <a href="results.html">results.html</a> (<a href="results.csv">CSV</a>).</p>')
     else:
         parts.append("<p><em>No results yet: the report stage has not run.</em></p>")

@@ -54,8 +54,10 @@ if importlib.util.find_spec("sefin_utils") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
+import json
+
 import pandas as pd
-from IPython.display import HTML, display
+from IPython.display import HTML, Image, display
 
 from sefin_utils import pipeline, predict, report
 from sefin_utils.bundle import EmotionClassifier
@@ -110,10 +112,14 @@ pd.DataFrame({"file": [Path(p).name for p in test["path"]], "true": test["emotio
 
 # %% [markdown]
 # ## Main figures of the report index
+# The figures that lead `index.html`; the confusion matrix is that of the run's bundle model.
 
 # %%
-main = [f for f in pipeline.main_figures(FIG) if (FIG / f).is_file()]
+variant = json.loads((RUN / "model" / "card.json").read_text())["variant"]
+main = pipeline.main_figures(FIG, variant=variant)
 report.set_main_figures(RUN, main)
 index = report.build_index(RUN, Path(P["report_dir"]))
-print(f"report index: {index}")
-display(main)
+print(f"report index: {index}; bundle model: {variant}")
+for name in main:
+    print(name)
+    display(Image(filename=str(FIG / name)))

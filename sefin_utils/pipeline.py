@@ -441,28 +441,81 @@ def save_run_bundle(P: dict[str, Any], store: Any = None) -> Path:
 
 
 MAIN_FIGURES: tuple[str, ...] = (
-    "01_counts.png", "04_fins_r2.png", "05_ser_confusion.png", "05_ser_ablation.png", "06_predict.png",
+    "01_counts.png", "05_ser_headline.png", "02_baseline_headline.png", "{confusion}", "04_fins_pred_vs_true.png",
+    "05_ser_ablation.png", "06_predict.png",
 )
-"""Figures that lead the report index, in order (those that a run wrote)."""
+"""Figures that lead the report index, in order (those a run wrote); ``{confusion}`` is the bundle model's."""
 
 
-def main_figures(fig_dir: Path) -> list[str]:
-    """Names of the main figures present in ``fig_dir`` (:data:`MAIN_FIGURES` order)."""
-    return [n for n in MAIN_FIGURES if (Path(fig_dir) / n).is_file()]
+def main_figures(fig_dir: Path, *, variant: str | None = None) -> list[str]:
+    """Names of the main figures present in ``fig_dir``, in :data:`MAIN_FIGURES` order; ``variant`` (the bundle's
+    model) picks the confusion matrix shown."""
+    names = []
+    for n in MAIN_FIGURES:
+        if n == "{confusion}":
+            cands = [f"{p}_confusion_{variant}.png" for p in ("05_ser", "02_baseline")] if variant else []
+            n = next((c for c in cands if (Path(fig_dir) / c).is_file()), "")
+        if n and (Path(fig_dir) / n).is_file():
+            names.append(n)
+    return names
 
 
-def fin_figures(store: Any, fins_dir: Path, fig_dir: Path, *, prefix: str = "04_fins") -> list[Path]:
-    """The FIN stage's figures (R² beside the study, predicted vs true, one utterance over time) as PNGs."""
+def fin_figures(store: Any, fins_dir: Path, fig_dir: Path, *, prefix: str = "04_fins",
+                max_clips: int = 40) -> list[Path]:
+    """The FIN stage's figures: predicted vs true on test frames (up to ``max_clips`` clips) and one test utterance,
+    librosa beside FIN. Returns the PNG paths (the figures stay open, so a notebook shows them)."""
+    from sefin_utils import fins
     from sefin_utils.plots import fins as fin_plots
 
-    return list(fin_plots.stage_figures(store, fins_dir, fig_dir, prefix=prefix))
+    models = fins.load_fins(fins_dir)
+    rows = store.select(split="test", augmentation="orig")
+    if len(rows) == 0:
+        rows = store.select(split="val", augmentation="orig")
+    pairs = {}
+    for name, model in models.items():
+        pred, true = fins.predict_store(model, store, rows[:max_clips], name)
+        pairs[name] = (true, pred)
+    out = [Path(fig_dir) / f"{prefix}_pred_vs_true.png", Path(fig_dir) / f"{prefix}_utterance.png"]
+    fin_plots.pred_vs_true(pairs, title="FIN output against librosa, test frames", path=out[0])
+    i = int(rows[0])
+    fin_plots.utterance(store.clips[i], models, labels={n: store.labels[n][i] for n in models},
+                        title=f"{store.index['clip_id'].iloc[i]}: librosa and FIN", path=out[1])
+    return out
 
 
 def ser_figures(ser_dir: Path, fig_dir: Path, *, prefix: str) -> list[Path]:
-    """A classifier stage's figures (confusion matrices, training curves, the ablation) as PNGs."""
+    """A classifier stage's figures from ``ser.run_experiments`` outputs: test macro-F1 per model beside the study,
+    per-class F1, and per model the test confusion matrix and training curves of its best seed (by validation);
+    the ablation's marginal effects when it ran. Returns the PNG paths (figures stay open for the notebook)."""
+    import pandas as pd
+
+    from sefin_utils import ser
     from sefin_utils.plots import ser as ser_plots
 
-    return list(ser_plots.stage_figures(ser_dir, fig_dir, prefix=prefix))
+    ser_dir, fig_dir = Path(ser_dir), Path(fig_dir)
+    results = pd.read_csv(ser_dir / "results.csv")
+    main = results[results["kind"] != "ablation"]
+    out = [fig_dir / f"{prefix}_headline.png"]
+    ser_plots.headline(ser.summary_table(results), path=out[0])
+    test_reports = {}
+    for variant, g in main.groupby("variant", sort=False):
+        best = g.sort_values(["val_macro_f1", "val_accuracy"], ascending=False).iloc[0]
+        payload = json.loads((ser_dir / "metrics" / f"{variant}__seed{int(best['seed'])}.json").read_text())
+        test = payload["reports"].get("test")
+        if test:
+            test_reports[variant] = test
+            out.append(fig_dir / f"{prefix}_confusion_{variant}.png")
+            ser_plots.confusion_matrix(test, title=f"{variant} (test, seed {int(best['seed'])})", path=out[-1])
+        out.append(fig_dir / f"{prefix}_curves_{variant}.png")
+        ser_plots.training_curves(payload["history"], best_epoch=payload.get("best_epoch"), title=variant,
+                                  path=out[-1])
+    if test_reports:
+        out.append(fig_dir / f"{prefix}_per_class_f1.png")
+        ser_plots.per_class_f1(test_reports, title="per-class F1 (test)", path=out[-1])
+    if (results["kind"] == "ablation").any():
+        out.append(fig_dir / f"{prefix}_ablation.png")
+        ser_plots.ablation_marginals(results, path=out[-1])
+    return out
 
 
 # --------------------------------------------------------------------------------------------------- hashing

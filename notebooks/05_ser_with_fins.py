@@ -16,8 +16,9 @@
 # # 5. Emotion recognition with FINs, and the ablation
 #
 # **What the study did with the Kaggle model.** It kept the Kaggle notebook's recipe (five features averaged over
-# time, a CNN head) but computed the features with the FINs inside one network: a 2.5 s clip -> its frames -> the five FINs on every frame -> a per-frame 162-dim vector
-# -> the mean over frames -> the same CNN head as the baseline. Three variants: FINs pre-trained and frozen,
+# time, a CNN head) but computed the features with the FINs inside one network: a 2.5 s clip -> its frames -> the
+# five FINs on every frame -> a per-frame 162-dim vector -> the mean over frames -> the same CNN head as the
+# baseline. Three variants: FINs pre-trained and frozen,
 # pre-trained and fine-tuned, and the same architecture randomly initialised; then 32 models, each feature taken
 # from its FIN or from librosa. Logged (file-level split, speakers shared): fine-tuned 61.6 % / macro-F1 0.65,
 # random init 52.0 % / 0.55, frozen 49.1 % / 0.47, baseline 51.3 % / 0.48; the ablation spread 57.8-61.8 %.

@@ -19,9 +19,10 @@
 # loss and accuracy curves, a table of predicted against actual labels, a confusion matrix and a classification
 # report, all on a test split that shared recordings (through their augmented copies) and speakers with training.
 #
-# **What sefin changes: what this report shows instead.** The headline table: every model's test accuracy, macro-F1 and UAR (mean and
-# spread over seeds), out-of-domain scores on ESD, beside the study's numbers, each labelled with its protocol; the
-# FINs' R²; the main figures; and the run's predict bundle classifying a few files it never trained on.
+# **What sefin changes: what this report shows instead.** The headline table: every model's test accuracy,
+# macro-F1 and UAR (mean and spread over seeds), out-of-domain scores on ESD, beside the study's numbers, each
+# labelled with its protocol; the FINs' R²; the main figures; and the run's predict bundle classifying a few files
+# it never trained on.
 
 # %% tags=["parameters"]
 profile = "demo"  # params/<profile>.yaml gives every setting: demo (generated corpus), sample, kaggle, tiny

@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=30, help="max epochs of the fast FINs")
     ap.add_argument("--study-epochs", type=int, default=1, help="epochs of the study FINs (CPU: hours each)")
     ap.add_argument("--study-clips", type=int, default=40, help="train clips for the study FINs (subset)")
+    ap.add_argument("--study-eval-clips", type=int, default=20, help="val/test/ood clips for the study FINs")
     ap.add_argument("--features", nargs="*", default=None)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/sefin_bench_fins"))
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_fins")
@@ -178,6 +179,60 @@ def main(argv: list[str] | None = None) -> int:
     print(store.index.groupby(["split", "augmentation"]).size().to_string())
     if args.prepare_only:
         return 0
+
+    from sefin_utils import fins
+    from sefin_utils.plots import fins as fin_plots
+
+    archs = ["fast", "study"] if args.arch == "both" else [args.arch]
+    tables, models = [], {}
+    for arch in archs:
+        kw: dict = {"epochs": args.epochs}
+        if arch == "study":
+            train = store.select(split="train")
+            rng = np.random.default_rng(args.seed)
+            subset = np.sort(rng.choice(train, size=min(args.study_clips, len(train)), replace=False))
+            kw = {"epochs": args.study_epochs, "train_rows": subset, "max_eval_clips": args.study_eval_clips}
+        t = time.perf_counter()
+        res = fins.train_all(store, args.out / arch, arch=arch, seed=args.seed, features=args.features, **kw)
+        print(f"{arch}: trained and evaluated in {time.perf_counter() - t:.0f} s", flush=True)
+        tables.append(res["table"])
+        models[arch] = fins.load_fins(args.out / arch)
+    table = pd.concat(tables, ignore_index=True)
+    table.to_csv(args.out / "metrics.csv", index=False)
+    show = ["feature", "arch", "params", "trainable", "macs", "epochs", "epoch_s"]
+    show += [c for c in ("r2_test", "r2_vw_test", "r2_ood", "r2_vw_ood", "r2_db_test", "r2_db_ood") if c in table]
+    show += ["study_r2_test", "study_r2_vw_test", "study_r2_ood", "study_r2_vw_ood"]
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
+        print(table[show].to_string(index=False))
+    macs = table.groupby("arch")["macs"].sum()
+    study_total = sum(fins.count_macs(fins.build_fin(n, arch="study")) for n in fins.FIN_NAMES)
+    for arch, total in macs.items():
+        share = total / study_total
+        print(f"MACs per frame, {arch}, these FINs: {total:,} ({share:.4f} of the study's five: {study_total:,})")
+
+    # figures: pred vs true on test and ood frames, and one test utterance
+    fig_dir = args.out / "figures"
+    test_rows = store.select(split="test", augmentation="orig")
+    for arch, fm in models.items():
+        for split in ("test", "ood"):
+            rows = store.select(split=split, augmentation="orig")
+            if arch == "study":
+                rows = rows[: args.study_eval_clips]
+            res = {n: fins.predict_store(m, store, rows, n)[::-1] for n, m in fm.items()}
+            fin_plots.pred_vs_true(
+                res, title=f"{arch} FINs, {split} frames", path=fig_dir / f"pred_vs_true_{arch}_{split}.png"
+            )
+        row = int(test_rows[0])
+        clip_id = store.index.iloc[row]["clip_id"]
+        labels = {n: np.asarray(store.labels[n][row]) for n in fm}
+        fin_plots.utterance(
+            np.asarray(store.clips[row]),
+            fm,
+            labels=labels,
+            title=f"{arch} FINs vs librosa: {clip_id}",
+            path=fig_dir / f"utterance_{arch}.png",
+        )
+    print(f"figures in {fig_dir}")
     return 0
 
 

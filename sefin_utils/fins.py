@@ -69,8 +69,12 @@ TOP_DB: float = 80.0
 AMIN: float = 1e-10
 DB_SCALE: float = 100.0
 """The fast MFCC FIN feeds dB / DB_SCALE to its DCT layer (weights DCT * DB_SCALE) so Adam's steps stay small."""
-CHROMA_TUNINGS: tuple[float, ...] = tuple(round(-0.5 + 0.1 * k, 1) for k in range(10))
-"""Candidate tunings (fractions of a chroma bin) of the fast chroma FIN's filterbanks; a learned gate mixes them."""
+CHROMA_TUNINGS: tuple[float, ...] = tuple(round(-0.5 + 0.1 * k, 1) for k in range(11))
+"""Tunings (fractions of a chroma bin) of the fast chroma FIN's filterbanks; each frame mixes the two nearest to its
+estimated tuning."""
+PIPTRACK_FMIN: float = 150.0
+PIPTRACK_FMAX: float = 4000.0
+PIPTRACK_THRESHOLD: float = 0.1
 TARGET_KINDS: dict[str, str] = {"rms": "linear", "zcr": "linear", "chroma": "linear", "mfcc": "linear", "mel": "log"}
 """Training-space transform per FIN: ``log`` = standardised ``log(y + eps)``, ``linear`` = standardised ``y``."""
 DEFAULT_EPOCHS: int = 30
@@ -191,18 +195,105 @@ class GroupMaxNormalize(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PKG)
 class GatedSum(keras.layers.Layer):
-    """``sum_k softmax(logits)_k * bank[:, k, :]`` for ``[bank (n, K, d), logits (n, K)]``."""
+    """``sum_k w_k * bank[:, k, :]`` for ``[bank (n, K, d), w (n, K)]``; ``w = softmax(logits)`` when ``softmax``."""
+
+    def __init__(self, softmax: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.softmax = bool(softmax)
 
     def call(self, inputs: Sequence[Any]) -> Any:
-        bank, logits = inputs
-        w = ops.softmax(logits, axis=-1)
+        bank, w = inputs
+        if self.softmax:
+            w = ops.softmax(w, axis=-1)
         return ops.sum(bank * ops.expand_dims(w, -1), axis=1)
 
     def compute_output_shape(self, input_shape: Sequence[tuple]) -> tuple:
         return (input_shape[0][0], input_shape[0][2])
 
+    def get_config(self) -> dict:
+        return {**super().get_config(), "softmax": self.softmax}
+
     def macs(self, input_shape: Sequence[tuple]) -> int:
         return int(np.prod(input_shape[0][1:])) + 2 * int(input_shape[1][-1])
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+class TuningWeights(keras.layers.Layer):
+    """``librosa.estimate_tuning`` of each frame's magnitude spectrum, as interpolation weights over a tuning grid.
+
+    As librosa on one frame: ``piptrack`` (local maxima of the magnitudes above ``threshold`` times the frame's
+    maximum, between ``fmin`` and ``fmax``, with parabolic interpolation of frequency and magnitude), peaks at or
+    above the median peak magnitude, their pitch residuals against A440 in a 100-bin histogram on [-0.5, 0.5), the
+    first fullest bin (0.0 without peaks). Output ``(n, K)``: linear interpolation weights of that tuning between the
+    two nearest of ``tunings`` (ascending, evenly spaced, covering [-0.5, 0.5]). No weights; no gradient (a choice).
+    """
+
+    def __init__(
+        self,
+        tunings: Sequence[float] = CHROMA_TUNINGS,
+        fmin: float = PIPTRACK_FMIN,
+        fmax: float = PIPTRACK_FMAX,
+        threshold: float = PIPTRACK_THRESHOLD,
+        sr: int = SR,
+        n_fft: int = FRAME_LENGTH,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.tunings = [float(t) for t in tunings]
+        self.fmin, self.fmax, self.threshold = float(fmin), float(fmax), float(threshold)
+        self.sr, self.n_fft = int(sr), int(n_fft)
+        freqs = np.arange(n_fft // 2 + 1) * sr / n_fft
+        band = np.flatnonzero((freqs >= self.fmin) & (freqs < self.fmax))
+        self._lo, self._hi = int(band[0]), int(band[-1]) + 1
+
+    def call(self, mag: Any) -> Any:
+        lo, hi = self._lo, self._hi
+        x = mag[:, lo - 1 : hi + 1]
+        left, centre, right = x[:, :-2], x[:, 1:-1], x[:, 2:]
+        ref = self.threshold * ops.max(mag, axis=-1, keepdims=True)
+        gated = x * ops.cast(x > ref, x.dtype)
+        peak = ops.logical_and(gated[:, 1:-1] > gated[:, :-2], gated[:, 1:-1] >= gated[:, 2:])
+        a = right + left - 2.0 * centre
+        b = 0.5 * (right - left)
+        ok = ops.abs(b) < ops.abs(a)
+        shift = ops.where(ok, -b / ops.where(ok, a, ops.ones_like(a)), ops.zeros_like(a))
+        bins = ops.convert_to_tensor(np.arange(lo, hi, dtype=np.float32))
+        pitch = (bins[None, :] + shift) * (self.sr / self.n_fft)
+        pmag = centre + 0.5 * b * shift
+        # median of the peaks' magnitudes (mean of the two middle values for an even count), per frame
+        count = ops.sum(ops.cast(peak, "int32"), axis=-1, keepdims=True)
+        ranked = ops.sort(ops.where(peak, pmag, ops.full_like(pmag, np.inf)), axis=-1)
+        lo_i = ops.maximum(count - 1, 0) // 2
+        hi_i = ops.maximum(count, 1) // 2
+        med_lo = ops.take_along_axis(ranked, lo_i, axis=-1)
+        med_hi = ops.take_along_axis(ranked, hi_i, axis=-1)
+        median = ops.where(count % 2 == 1, med_lo, 0.5 * (med_lo + med_hi))
+        selected = ops.logical_and(peak, pmag >= median)
+        # residual of each pitch against the equal-tempered grid (A440), in [-0.5, 0.5)
+        semis = 12.0 * ops.log(ops.maximum(pitch, 1e-6) / (440.0 / 16.0)) / math.log(2.0)
+        res = semis - ops.floor(semis)
+        res = ops.where(res >= 0.5, res - 1.0, res)
+        idx = ops.clip(ops.cast(ops.floor((res + 0.5) * 100.0), "int32"), 0, 99)
+        hist = ops.sum(ops.one_hot(idx, 100) * ops.cast(selected, "float32")[..., None], axis=1)  # (n, 100)
+        tuning = -0.5 + 0.01 * ops.cast(ops.argmax(hist, axis=-1), "float32")
+        tuning = ops.where(ops.sum(hist, axis=-1) > 0, tuning, ops.zeros_like(tuning))
+        # interpolation weights over the grid
+        grid = np.asarray(self.tunings, dtype=np.float32)
+        step = float(grid[1] - grid[0])
+        pos = ops.clip((tuning - float(grid[0])) / step, 0.0, len(grid) - 1.0)
+        dist = ops.abs(pos[:, None] - ops.convert_to_tensor(np.arange(len(grid), dtype=np.float32))[None, :])
+        return ops.stop_gradient(ops.maximum(1.0 - dist, 0.0))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], len(self.tunings))
+
+    def get_config(self) -> dict:
+        extra = {"tunings": self.tunings, "fmin": self.fmin, "fmax": self.fmax, "threshold": self.threshold}
+        return {**super().get_config(), **extra, "sr": self.sr, "n_fft": self.n_fft}
+
+    def macs(self, input_shape: tuple) -> int:
+        n = self._hi - self._lo
+        return 12 * n + int(n * math.log2(max(n, 2)))  # peaks, interpolation, sort, histogram
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
@@ -343,6 +434,7 @@ CUSTOM_LAYERS: tuple[type, ...] = (
     PowerToDb,
     GroupMaxNormalize,
     GatedSum,
+    TuningWeights,
     SoftZeroCrossingRate,
     TargetTransform,
 )
@@ -499,7 +591,8 @@ def _fast_fin(name: str, x: Any, trainable_dft: bool) -> Any:
         y = dct(db)
         _set(dct, _dct_matrix() * DB_SCALE, np.zeros(N_MFCC))
         return y
-    # chroma: |STFT| -> chroma filterbanks at K tunings -> max-normalised -> learned soft choice of tuning
+    # chroma: |STFT| -> chroma filterbanks at K tunings -> max-normalised; librosa's per-frame tuning estimate picks
+    # (interpolates between) the two nearest
     k = len(CHROMA_TUNINGS)
     mag = SafeSqrt(name="magnitude")(power)
     bank_layer = FilterBank(N_CHROMA * k, name="chroma_filters")
@@ -507,10 +600,8 @@ def _fast_fin(name: str, x: Any, trainable_dft: bool) -> Any:
     fb = _chroma_bank()
     _set(bank_layer, fb, fb > 0)
     bank = GroupMaxNormalize(groups=k, name="normalize")(raw)  # (n, K, 12)
-    rel = keras.layers.Flatten(name="bank_flat")(GroupMaxNormalize(groups=1, name="relative")(raw))
-    h = _dense(64, "gate_hidden")(rel)
-    logits = keras.layers.Dense(k, name="gate", kernel_initializer="zeros")(h)
-    return GatedSum(name="tuning_mix")([bank, logits])
+    weights = TuningWeights(name="tuning")(mag)
+    return GatedSum(softmax=False, name="tuning_mix")([bank, weights])
 
 
 def build_fin(
@@ -607,13 +698,31 @@ def frame_index(
     return rows.astype(np.int64), frames.astype(np.int64)
 
 
-def gather_frames(clips: np.ndarray, rows: np.ndarray, frames: np.ndarray, *, hop: int = HOP_LENGTH) -> np.ndarray:
-    """Frames ``clips[row, hop*frame : hop*frame + 2048]`` as one (n, 2048) float32 array (index arithmetic)."""
+def frame_starts(n_samples: int, n_frames: int) -> np.ndarray:
+    """First sample of each labelled frame of a clip: ``512 i`` on the hop grid, then any re-anchored tail frames
+    (``features.frame(..., tail_frames=True)``) ending at the clip's end."""
+    n_regular = 1 + (n_samples - FRAME_LENGTH) // HOP_LENGTH
+    if n_samples < FRAME_LENGTH or n_frames < n_regular:
+        raise ValueError(
+            f"{n_frames} labelled frames do not fit clips of {n_samples} samples ({n_regular} frames on the hop grid)"
+        )
+    tail = n_frames - n_regular
+    regular = np.arange(n_regular) * HOP_LENGTH
+    tails = n_samples - FRAME_LENGTH - HOP_LENGTH * np.arange(tail - 1, -1, -1)
+    return np.concatenate([regular, tails]).astype(np.int64)
+
+
+def gather_frames(
+    clips: np.ndarray, rows: np.ndarray, frames: np.ndarray, *, starts: np.ndarray | None = None
+) -> np.ndarray:
+    """Frames ``clips[row, start[frame] : start[frame] + 2048]`` as one (n, 2048) float32 array (index arithmetic;
+    ``starts`` defaults to the 512-sample hop grid)."""
+    rows, frames = np.asarray(rows, dtype=np.int64), np.asarray(frames, dtype=np.int64)
+    begin = frames * HOP_LENGTH if starts is None else np.asarray(starts)[frames]
     order = np.argsort(rows, kind="stable")  # memmaps read faster in row order
     out = np.empty((len(rows), FRAME_LENGTH), dtype=np.float32)
     offs = np.arange(FRAME_LENGTH)
-    r, f = rows[order], frames[order]
-    out[order] = np.asarray(clips[r[:, None], f[:, None] * hop + offs[None, :]], dtype=np.float32)
+    out[order] = np.asarray(clips[rows[order][:, None], begin[order][:, None] + offs[None, :]], dtype=np.float32)
     return out
 
 
@@ -655,6 +764,7 @@ def frames_dataset(
     dim = FIN_DIMS[name]
     r_sel, f_sel = frame_index(np.asarray(store.mask)[rows], pad_keep=pad_keep, rng=np.random.default_rng(seed))
     r_sel = rows[r_sel]
+    starts = frame_starts(store.clips.shape[1], labels.shape[1])
     n = len(r_sel)
     n_batches = math.ceil(n / batch_size)
     epoch = {"i": 0}
@@ -666,7 +776,7 @@ def frames_dataset(
             idx = order[b * batch_size : (b + 1) * batch_size]
             r, f = r_sel[idx], f_sel[idx]
             y = np.asarray(labels[r, f], dtype=np.float32).reshape(len(idx), dim)
-            yield gather_frames(store.clips, r, f), (stats.forward(y) if stats else y)
+            yield gather_frames(store.clips, r, f, starts=starts), (stats.forward(y) if stats else y)
 
     sig = (
         tf.TensorSpec((None, FRAME_LENGTH), tf.float32),
@@ -734,6 +844,7 @@ def fit_fin(
     epochs: int = DEFAULT_EPOCHS,
     lr: float = 1e-3,
     patience: int = DEFAULT_PATIENCE,
+    min_delta: float = 1e-6,
     verbose: int = 1,
 ) -> dict:
     """Fit ``model`` (already built, inside the strategy's scope if any) on datasets in its training space.
@@ -749,7 +860,9 @@ def fit_fin(
     init_loss = float(train_model.evaluate(val_ds, verbose=0))
     timer = _EpochTimer()
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, min_delta=min_delta, restore_best_weights=True
+        ),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6),
         timer,
     ]
@@ -856,9 +969,10 @@ def predict_store(
     r, f = frame_index(mask, pad_keep=0.0 if valid_only else 1.0)
     r = rows[r]
     true = np.asarray(store.labels[name][r, f], dtype=np.float32).reshape(len(r), FIN_DIMS[name])
+    starts = frame_starts(store.clips.shape[1], store.labels[name].shape[1])
     preds = []
     for b in range(0, len(r), 8192):
-        frames = gather_frames(store.clips, r[b : b + 8192], f[b : b + 8192])
+        frames = gather_frames(store.clips, r[b : b + 8192], f[b : b + 8192], starts=starts)
         preds.append(np.asarray(model.predict(frames, batch_size=batch_size, verbose=0), dtype=np.float32))
     return np.concatenate(preds).reshape(len(r), -1), true
 
@@ -940,6 +1054,7 @@ def train_all(
     strategy: Any = "default",
     features: Sequence[str] | None = None,
     train_rows: np.ndarray | None = None,
+    max_eval_clips: int | None = None,
     verbose: int = 2,
 ) -> dict[str, Any]:
     """Train, select, evaluate and save every FIN of the registry.
@@ -954,6 +1069,8 @@ def train_all(
         ``cache.build(...)``'s store (``index``, ``clips``, ``labels``, ``mask``, ``select``).
     train_rows : array of int, optional
         Restrict training to these rows (e.g. a subset for the slow ``study`` FINs); default all train rows.
+    max_eval_clips : int, optional
+        Use at most this many clips (a seeded random subset) of each of val, test and ood; default all.
 
     Returns
     -------
@@ -972,6 +1089,11 @@ def train_all(
         "test": store.select(split="test", augmentation="orig"),
         "ood": store.select(split="ood", augmentation="orig"),
     }
+    if max_eval_clips is not None:
+        pick = np.random.default_rng(seed)
+        for split in ("val", "test", "ood"):
+            if len(rows[split]) > max_eval_clips:
+                rows[split] = np.sort(pick.choice(rows[split], size=max_eval_clips, replace=False))
     index = store.index
     data_card = {
         split: {
@@ -1022,6 +1144,7 @@ def train_all(
             "feature": name,
             "arch": arch,
             "params": int(model.count_params()),
+            "trainable": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
             "macs": count_macs(model),
             "epochs": hist["epochs_run"],
             "epoch_s": float(np.mean(hist["epoch_s"])) if hist["epoch_s"] else float("nan"),
@@ -1039,6 +1162,7 @@ def train_all(
             "input": {"shape": [None, FRAME_LENGTH], "dtype": "float32", "sr": SR, "hop": HOP_LENGTH},
             "output": {"shape": [None, FIN_DIMS[name]], "units": "librosa"},
             "params": row["params"],
+            "trainable_params": row["trainable"],
             "macs_per_frame": row["macs"],
             "layers": [f"{layer.__class__.__name__}:{layer.name}" for layer in model.layers],
             "training": {

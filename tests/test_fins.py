@@ -259,3 +259,16 @@ def test_errors_name_the_problem():
         fins.train_fin("rms", np.zeros((4, 100)), np.zeros((4, 1)), np.zeros((4, 2048)), np.zeros((4, 1)))
     with pytest.raises(ValueError, match="strategy"):
         fins.get_strategy("tpu")
+
+
+def test_frame_starts_match_the_feature_framing():
+    from sefin_utils import features
+
+    y = np.random.default_rng(0).standard_normal(CLIP_SAMPLES).astype(np.float32)
+    for tail in (False, True):
+        want = features.frame(y, tail_frames=tail)
+        starts = fins.frame_starts(CLIP_SAMPLES, len(want))
+        got = fins.gather_frames(y[None], np.zeros(len(want), np.int64), np.arange(len(want)), starts=starts)
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="do not fit"):
+        fins.frame_starts(CLIP_SAMPLES, 50)

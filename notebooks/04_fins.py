@@ -73,13 +73,16 @@ store = pipeline.open_store(P)
 print(store)
 
 # %% [markdown]
-# ## Train the five FINs
+# ## Train (or reuse) the five FINs
 # Train on every frame of the train split's clips (augmented copies included, a share of padding frames too),
-# select on validation frames, evaluate on test and ESD frames of unaugmented recordings.
+# select on validation frames, evaluate on test and ESD frames of unaugmented recordings. With `fins_from` set,
+# FINs trained elsewhere (another run's `fins/`) are copied in and scored on this run's frames instead.
 
 # %%
-trained = fins.train_all(store, RUN / "fins", **pipeline.fin_options(P, store))
-table = trained["table"]
+if P["fins_from"]:
+    table = pipeline.reuse_fins(store, P["fins_from"], RUN / "fins")
+else:
+    table = fins.train_all(store, RUN / "fins", **pipeline.fin_options(P, store))["table"]
 pipeline.write_table(table, RUN / "fins" / "r2.csv")
 
 # %% [markdown]

@@ -377,6 +377,38 @@ def fin_options(P: dict[str, Any], store: Any) -> dict[str, Any]:
     return out
 
 
+def reuse_fins(store: Any, source: str | os.PathLike, fins_dir: Path) -> Any:
+    """Copy trained FINs (``<feature>.keras`` + ``.json``, e.g. from another run) into ``fins_dir`` and score them
+    on this run's test and ESD frames; returns the R² table in the layout of ``fins.train_all``'s."""
+    import numpy as np
+    import pandas as pd
+
+    from sefin_utils import fins
+
+    source, fins_dir = Path(os.path.expanduser(str(source))), Path(fins_dir)
+    found = [n for n in fins.FIN_NAMES if (source / f"{n}.keras").is_file()]
+    if not found:
+        raise FileNotFoundError(f"fins_from {source}: no <feature>.keras files ({', '.join(fins.FIN_NAMES)})")
+    fins_dir.mkdir(parents=True, exist_ok=True)
+    rows = {"test": store.select(split="test", augmentation="orig"), "ood": store.select(split="ood",
+                                                                                         augmentation="orig")}
+    table = []
+    for name in found:
+        for suffix in (".keras", ".json"):
+            if (source / f"{name}{suffix}").is_file() and source.resolve() != fins_dir.resolve():
+                shutil.copy2(source / f"{name}{suffix}", fins_dir / f"{name}{suffix}")
+        model = fins.load_fin(fins_dir / f"{name}.keras")
+        row: dict[str, Any] = {"feature": name, "arch": f"reused from {source}", "params": int(model.count_params()),
+                               "macs": fins.count_macs(model), "epochs": 0, "epoch_s": np.nan}
+        for split, r in rows.items():
+            if len(r):
+                pred, true = fins.predict_store(model, store, r, name)
+                row.update({f"{k}_{split}": v for k, v in fins.evaluate_fin(true, pred, name).items()})
+        row.update({f"study_{k}": v for k, v in fins.STUDY_R2[name].items()})
+        table.append(row)
+    return pd.DataFrame(table)
+
+
 RESULT_DIRS: tuple[str, ...] = ("baseline", "ser")
 """Run-folder subfolders holding ``ser.run_experiments`` outputs (stage 02 and stage 05)."""
 

@@ -262,8 +262,13 @@ def test_killed_process_resumes(
 def test_two_workers_equal_one(built: cache.ClipStore, corpus: pd.DataFrame, tmp_path: Path) -> None:
     store = cache.build(corpus, tmp_path, params={}, workers=2, progress=False, clip_chunk=2, label_chunk=4)
     pd.testing.assert_frame_equal(store.index, built.index)
-    for k, v in _arrays(built).items():
-        np.testing.assert_array_equal(_arrays(store)[k], v, err_msg=k)
+    np.testing.assert_array_equal(store.clips, built.clips)  # augmentation does not depend on order or process
+    np.testing.assert_array_equal(store.mask, built.mask)
+    # workers use single-threaded BLAS: matrix products may round differently in the last float32 bit
+    np.testing.assert_allclose(store.summary, built.summary, rtol=1e-5, atol=1e-7)
+    for name, values in built.labels.items():
+        atol = 1e-6 * float(np.ptp(values)) + 1e-7  # a millionth of the feature's range
+        np.testing.assert_allclose(store.labels[name], values, rtol=1e-5, atol=atol, err_msg=name)
 
 
 def test_augment_params(corpus: pd.DataFrame, tmp_path: Path) -> None:

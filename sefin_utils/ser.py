@@ -700,6 +700,59 @@ def evaluate(
     return out
 
 
+# ------------------------------------------------------------------------------------- frozen-FIN shortcut
+def pooled_fin_outputs(
+    fin: keras.Model,
+    clips: np.ndarray,
+    mask: np.ndarray,
+    *,
+    batch_size: int = 32,
+    n_frames: int = N_FRAMES,
+) -> np.ndarray:
+    """Masked mean over real frames of a FIN's per-frame outputs, (n, dim): what a frozen FIN feeds the pooling.
+
+    Computed with the same layers as :func:`build_end_to_end` (framing, the FIN in inference mode, masked mean).
+    """
+    clone = clone_fin(fin, init="pretrained")
+    clone.trainable = False
+    clip_in = keras.Input(shape=(clips.shape[1],), name="clip")
+    mask_in = keras.Input(shape=(n_frames,), name="mask")
+    flat = MergeFrames()(FrameClips(n_frames=n_frames)(clip_in))
+    per_frame = SplitFrames(n_frames)(clone(flat))
+    model = keras.Model({"clip": clip_in, "mask": mask_in}, MaskedMean()([per_frame, mask_in]))
+    x = {"clip": np.asarray(clips, dtype="float32"), "mask": np.asarray(mask, dtype="float32")}
+    return np.asarray(model.predict(make_dataset(x, None, batch_size=batch_size), verbose=0), dtype="float32")
+
+
+def pooled_label_parts(store: Any, rows: Any) -> dict[str, np.ndarray]:
+    """Masked mean over real frames of each feature's librosa labels: name -> (len(rows), dim)."""
+    vec = pooled_label_vectors(store, rows)
+    out, start = {}, 0
+    for name in SUMMARY_ORDER:
+        out[name] = vec[:, start:start + FEATURE_DIMS[name]]
+        start += FEATURE_DIMS[name]
+    return out
+
+
+def assemble_pooled(parts: Mapping[tuple[str, str], np.ndarray], sources: Mapping[str, str]) -> np.ndarray:
+    """The pooled (n, 162) vector of a source mix from per-feature parts keyed ``(source, feature)``."""
+    return np.concatenate([parts[(sources[n], n)] for n in SUMMARY_ORDER], axis=1)
+
+
+def copy_head_weights(src: keras.Model, dst: keras.Model) -> int:
+    """Copy every weighted layer of ``src`` (standardisation, head) into the same-named layer of ``dst``."""
+    n = 0
+    for layer in src.layers:
+        if layer.weights:
+            try:
+                target = dst.get_layer(layer.name)
+            except ValueError as err:
+                raise ValueError(f"{dst.name} has no layer {layer.name!r} to receive {src.name}'s weights") from err
+            target.set_weights(layer.get_weights())
+            n += 1
+    return n
+
+
 # ----------------------------------------------------------------------------------------------------- experiments
 DEFAULT_PARAMS: dict[str, Any] = {
     "head": "study",
@@ -723,6 +776,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "save_models": True,
     "progress": True,
     "run_eagerly": False,
+    "frozen_shortcut": True,
 }
 
 
@@ -838,7 +892,11 @@ def run_experiments(
         (None | "balanced"); variants (baseline, frozen, finetuned, random); baseline_unstandardized (False);
         ablation (False); ablation_epochs (None = epochs); ablation_fin_trainable (False); ablation_codes (None =
         all 32); train_augmentations (None = all); protocol ("speaker") label for the table; save_models (True);
-        progress (True); run_eagerly (False; True for tiny test runs).
+        progress (True); run_eagerly (False; True for tiny test runs); frozen_shortcut (True): models with frozen
+        pre-trained FINs (``e2e_frozen`` and the frozen ablation) train their head on the pooled FIN outputs
+        computed once (:func:`pooled_fin_outputs`; the same maths, frozen FINs run in inference mode), then the
+        head's weights are copied into the full end-to-end model, checked against the head on a few validation
+        clips, and saved; ``s_per_epoch`` is then the head's (column ``shortcut``).
 
     Protocol: train on TRAIN clips, select on VAL originals, test on TEST originals; ``ood`` (ESD) originals are
     scored on ``ESD_EMOTIONS`` only (argmax over those classes' probabilities).
@@ -861,6 +919,8 @@ def run_experiments(
     cw = balanced_class_weight(y["train"], n_classes) if p["class_weight"] == "balanced" else None
 
     specs = _specs(p)
+    if not specs:
+        raise ValueError("params select no model: 'variants' is empty and 'ablation' is false")
     if any(s["kind"] != "baseline" for s in specs) and fins is None:
         fins = _load_fins(fins_dir)
     base_mean, base_var = norm_stats(np.asarray(store.summary[rows["train"]]))
@@ -868,24 +928,51 @@ def run_experiments(
     if any(s["kind"] != "baseline" for s in specs):
         lab_mean, lab_var = norm_stats(pooled_label_vectors(store, rows["train"]))
 
+    for spec in specs:
+        spec["shortcut"] = bool(p["frozen_shortcut"] and spec["kind"] != "baseline" and not spec["fin_trainable"]
+                                and spec["fin_init"] == "pretrained")
+    parts: dict[str, dict[tuple[str, str], np.ndarray]] = {}
+    if any(spec["shortcut"] for spec in specs):
+        need = sorted({n for spec in specs if spec["shortcut"] for n, v in spec["sources"].items() if v == "fin"})
+        for s, r in rows.items():
+            if not len(r):
+                continue
+            lab = pooled_label_parts(store, r)
+            parts[s] = {("librosa", n): lab[n] for n in FEATURE_NAMES}
+            if need:
+                x = make_inputs(store, r, ALL_FIN, clip_mode="clip")
+                for n in tqdm(need, desc=f"frozen FIN outputs ({s})", disable=not p["progress"], leave=False):
+                    parts[s][("fin", n)] = pooled_fin_outputs(fins[n], x["clip"], x["mask"],
+                                                              batch_size=int(p["batch_size"]))
+                del x
+
     records: list[dict[str, Any]] = []
     best_val: dict[str, float] = {}
     input_cache: dict[tuple, dict[str, dict[str, np.ndarray]]] = {}
     for spec in tqdm(specs, desc="SER models", disable=not p["progress"]):
-        if spec["kind"] == "baseline":
+        if spec["shortcut"]:
+            sources = spec["sources"]
+            key = ("pooled", ablation_code(sources))
+            if key not in input_cache:
+                input_cache.clear()
+                input_cache[key] = {s: {"summary": assemble_pooled(parts[s], sources)} for s in parts}
+        elif spec["kind"] == "baseline":
             key: tuple = ("summary",)
             mode, sources = "summary", None
         else:
             sources = spec["sources"]
             key = tuple(model_input_names(sources))
             mode = "clip"
-        if key not in input_cache:
+        if key not in input_cache and not spec["shortcut"]:
             input_cache.clear()  # keep one input set in memory at a time
             input_cache[key] = {s: make_inputs(store, r, sources, clip_mode=mode) for s, r in rows.items()
                                 if len(r)}
         data = input_cache[key]
         for seed in spec["seeds"]:
-            if spec["kind"] == "baseline":
+            if spec["shortcut"]:  # the head alone, on the frozen FINs' pooled outputs (same layer names/seeds)
+                model = build_baseline(spec["head"], n_classes, norm_mean=lab_mean, norm_var=lab_var, seed=seed)
+                lr = p["lr"]
+            elif spec["kind"] == "baseline":
                 model = build_baseline(spec["head"], n_classes, norm_mean=base_mean, norm_var=base_var,
                                        standardize=spec["standardize"], seed=seed)
                 lr = p["lr"]
@@ -907,6 +994,9 @@ def run_experiments(
                 reports[s] = evaluate(model, data[s], y[s], classes, corpus=corpus[s],
                                       restrict_to=list(ESD_EMOTIONS) if s == "ood" else None)
             variant = spec["variant"]
+            if spec["shortcut"]:
+                model = _assemble_frozen(model, spec, seed, fins or {}, store, rows["val"], data["val"],
+                                         n_classes=n_classes, norm=(lab_mean, lab_var))
             rec = {
                 "variant": variant, "kind": spec["kind"], "head": spec["head"], "seed": seed,
                 "sources": ablation_code(sources) if sources else "summary",
@@ -914,7 +1004,7 @@ def run_experiments(
                 "standardize": spec.get("standardize", True), "protocol": p["protocol"],
                 "n_classes": n_classes, "n_params": int(model.count_params()),
                 "n_train": len(rows["train"]), "epochs_run": fit["epochs_run"], "best_epoch": fit["best_epoch"],
-                "s_per_epoch": fit["s_per_epoch"],
+                "s_per_epoch": fit["s_per_epoch"], "shortcut": spec["shortcut"],
                 **_flat("val", reports["val"]), **_flat("test", reports["test"]), **_flat("ood", reports["ood"]),
             }
             records.append(rec)
@@ -933,6 +1023,33 @@ def run_experiments(
     _write_atomic(out / "summary.csv", summary.to_csv(index=False))
     _write_atomic(out / "results.html", results_html(results))
     return results
+
+
+def _assemble_frozen(
+    head_model: keras.Model,
+    spec: Mapping[str, Any],
+    seed: int,
+    fins: Mapping[str, keras.Model],
+    store: Any,
+    val_rows: np.ndarray,
+    val_pooled: Mapping[str, np.ndarray],
+    *,
+    n_classes: int,
+    norm: tuple[np.ndarray | None, np.ndarray | None],
+    n_check: int = 4,
+) -> keras.Model:
+    """The full end-to-end model of a frozen-FIN spec with the trained head's weights, checked on a few clips."""
+    full = build_end_to_end(fins=fins, sources=spec["sources"], fin_trainable=False, head=spec["head"],
+                            n_classes=n_classes, norm_mean=norm[0], norm_var=norm[1], fin_init="pretrained",
+                            seed=seed, name=spec["variant"])
+    copy_head_weights(head_model, full)
+    k = min(n_check, len(val_rows))
+    got = np.asarray(full(make_inputs(store, val_rows[:k], spec["sources"], clip_mode="clip"), training=False))
+    want = np.asarray(head_model({"summary": val_pooled["summary"][:k]}, training=False))
+    if not np.allclose(got, want, atol=1e-4):
+        raise RuntimeError(f"{spec['variant']}: the assembled end-to-end model disagrees with its head trained on "
+                           f"pooled frozen-FIN outputs (max diff {np.abs(got - want).max():.2e})")
+    return full
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -324,3 +324,17 @@ def test_figures(tmp_path) -> None:
     plots.headline(summary, path=tmp_path / "headline.png")
     for name in ("cm", "f1", "curves", "abl", "headline"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_frozen_shortcut_matches_training_the_full_model(fins: dict[str, keras.Model], tmp_path) -> None:
+    store = fake_store({"train": 8, "val": 4, "test": 4})
+    params = {"head": "kaggle", "epochs": 2, "batch_size": 8, "seeds": [0], "patience": 3, "variants": ["frozen"],
+              "progress": False, "run_eagerly": True}
+    fast = ser.run_experiments(store, None, tmp_path / "a", params=params, fins=fins)
+    slow = ser.run_experiments(store, None, tmp_path / "b", params={**params, "frozen_shortcut": False}, fins=fins)
+    assert bool(fast["shortcut"].iloc[0]) and not bool(slow["shortcut"].iloc[0])
+    x = ser.make_inputs(store, np.arange(len(store.index)), ser.ALL_FIN, clip_mode="clip")
+    a = keras.saving.load_model(tmp_path / "a" / "models" / "e2e_frozen.keras")
+    b = keras.saving.load_model(tmp_path / "b" / "models" / "e2e_frozen.keras")
+    assert a.count_params() == b.count_params()
+    assert np.allclose(np.asarray(a(x, training=False)), np.asarray(b(x, training=False)), atol=1e-4)

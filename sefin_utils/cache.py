@@ -576,9 +576,9 @@ def _build_layer(layer: _Layer, *, workers: _Workers, progress: bool) -> Path:
         if layer.finalize is not None:
             layer.finalize(layer.partial, ordered)
         _write_text(layer.partial / "meta.json", json.dumps({"layer": layer.name, "created": time.time()}))
-        shutil.rmtree(layer.partial / "done", ignore_errors=True)
-        (layer.partial / "layout.json").unlink(missing_ok=True)
-        os.replace(layer.partial, layer.final)
+        os.replace(layer.partial, layer.final)  # the one step that makes the layer exist
+        shutil.rmtree(layer.final / "done", ignore_errors=True)
+        (layer.final / "layout.json").unlink(missing_ok=True)
     return layer.final
 
 

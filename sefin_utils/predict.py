@@ -5,8 +5,8 @@ hidden files and folders are skipped). Any sample rate, mono or stereo, any leng
 window are scored over sliding windows (see :mod:`sefin_utils.bundle` for the rule) and summarised by the mean of
 the window probabilities.
 
-Without ``--model`` the bundle of the last completed run is used: the ``runs/*/model`` (under the current folder, or
-under ``$SEFIN_RUNS``) whose ``card.json`` has the newest ``created`` time.
+Without ``--model`` the bundle of the last completed run is used: the ``runs/*/model`` whose ``card.json`` has the
+newest ``created`` time, under ``$SEFIN_RUNS`` when set, else under ``./runs`` and the repository's ``runs/``.
 
 Output: a table (top emotion and the probability of every class), ``--json`` (one object per line and file:
 ``path``, ``emotion``, ``probabilities`` (class -> probability), ``error`` (null or the message), ``duration_s``,
@@ -35,6 +35,8 @@ AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".
 """Extensions collected from folders (files named explicitly are always tried)."""
 RUNS_ENV = "SEFIN_RUNS"
 """Environment variable naming the folder of run folders searched for the default bundle."""
+REPO_RUNS: Path = Path(__file__).resolve().parents[1] / "runs"
+"""The repository's ``runs/`` folder, where ``python -m sefin_utils run`` writes by default."""
 PROGRESS_MIN_FILES: int = 4
 """Show a progress bar (on stderr) from this many files on."""
 HOW_TO_MAKE = (
@@ -99,27 +101,47 @@ def _card_time(model_dir: Path) -> tuple[str, float]:
     return created, (model_dir / CARD_FILE).stat().st_mtime
 
 
-def find_latest_bundle(root: str | Path | None = None) -> Path:
+def default_run_roots() -> list[Path]:
+    """Where the default bundle is looked for: ``$SEFIN_RUNS`` alone when set, else ``./runs`` and the repository's
+    ``runs/`` (the pipeline's default ``run_dir`` parent), once each."""
+    env = os.environ.get(RUNS_ENV)
+    if env:
+        return [Path(env)]
+    roots: list[Path] = []
+    for r in (Path.cwd() / "runs", REPO_RUNS):
+        if r.resolve() not in {x.resolve() for x in roots}:
+            roots.append(r)
+    return roots
+
+
+def find_latest_bundle(root: str | Path | Sequence[str | Path] | None = None) -> Path:
     """The bundle of the last completed run: ``<runs>/*/model`` with the newest ``card.json`` ``created`` time.
 
     Parameters
     ----------
-    root : str or Path, optional
-        The folder of run folders. Default: ``$SEFIN_RUNS`` if set, else ``./runs``.
+    root : str, Path or a sequence of them, optional
+        Folder(s) of run folders (a run folder itself is accepted too). Default: :func:`default_run_roots`.
 
     Raises
     ------
     NoBundleError
-        No ``*/model/card.json`` there (the message says how to make one).
+        No ``*/model/card.json`` there (the message says how to make one). Only a complete bundle has a card:
+        an interrupted run's ``model/`` is never picked.
     """
     if root is None:
-        root = os.environ.get(RUNS_ENV) or Path.cwd() / "runs"
-    root = Path(root)
-    candidates = [c.parent for c in root.glob(f"*/model/{CARD_FILE}")]
-    if (root / "model" / CARD_FILE).is_file():  # root is itself a run folder
-        candidates.append(root / "model")
+        roots = default_run_roots()
+    elif isinstance(root, str | Path):
+        roots = [Path(root)]
+    else:
+        roots = [Path(r) for r in root]
+    candidates: list[Path] = []
+    for r in roots:
+        candidates += [c.parent for c in sorted(r.glob(f"*/model/{CARD_FILE}"))]
+        if (r / "model" / CARD_FILE).is_file():  # r is itself a run folder
+            candidates.append(r / "model")
     if not candidates:
-        raise NoBundleError(f"no trained model bundle found (looked for {root}/*/model/{CARD_FILE}). {HOW_TO_MAKE}")
+        where = " or ".join(f"{r}/*/model/{CARD_FILE}" for r in roots)
+        raise NoBundleError(f"no trained model bundle found (looked for {where}). {HOW_TO_MAKE}")
     return max(candidates, key=_card_time)
 
 
@@ -240,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         metavar="BUNDLE",
-        help=f"bundle folder (runs/<profile>/model) or run folder; default: the newest under ./runs or ${RUNS_ENV}",
+        help=f"bundle folder (runs/<profile>/model) or run folder; default: the newest under ${RUNS_ENV}, else "
+        "./runs and the repository's runs/",
     )
     fmt = parser.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="one JSON object per line and file")

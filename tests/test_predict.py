@@ -338,8 +338,11 @@ def test_json_csv_and_table_formats(tmp_path: Path, bundle_dir: Path, capsys: py
 
 def test_no_bundle_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture) -> None:
+    import sefin_utils.predict as predict_module
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEFIN_RUNS", raising=False)
+    monkeypatch.setattr(predict_module, "REPO_RUNS", tmp_path / "repo_runs")  # the checkout may hold real runs
     f = write(tmp_path / "v.wav", speechlike(1.0))
     assert main([str(f)]) == 2
     err = capsys.readouterr().err
@@ -355,9 +358,15 @@ def test_default_bundle_is_the_newest_run(tmp_path: Path, monkeypatch: pytest.Mo
                     card={"created": created})
     (runs / "broken" / "model").mkdir(parents=True)  # no card: an interrupted run is not a candidate
     assert find_latest_bundle(runs) == runs / "new" / "model"
+    import sefin_utils.predict as predict_module
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEFIN_RUNS", raising=False)
+    monkeypatch.setattr(predict_module, "REPO_RUNS", tmp_path / "repo_runs")
     assert find_latest_bundle() == Path.cwd() / "runs" / "new" / "model"
+    save_bundle(tmp_path / "repo_runs" / "x" / "model", classifier=tiny_summary_model(), kind="summary",
+                classes=CLASSES, card={"created": "2026-07-01T00:00:00+00:00"})
+    assert find_latest_bundle() == tmp_path / "repo_runs" / "x" / "model"  # the repository's runs/ count too
     monkeypatch.setenv("SEFIN_RUNS", str(bundle_dir.parent.parent))
     assert find_latest_bundle() == bundle_dir
     f = write(tmp_path / "v.wav", speechlike(1.0))

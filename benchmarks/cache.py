@@ -16,6 +16,7 @@ it is part of a real build. A second build of the same store is timed too (the r
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -58,6 +59,10 @@ def main() -> None:
         df = df.sample(n=args.n, random_state=args.seed).sort_values("recording_id")
     n_train = int((df["split"] == "train").sum())
     print(f"{len(df)} recordings from {args.root} ({n_train} train -> 2 copies each), {len(found.skipped)} skipped")
+    print(
+        f"{os.cpu_count()} CPUs; load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+        "(other processes on the machine slow every figure)"
+    )
 
     y = np.random.default_rng(0).standard_normal(CLIP_SAMPLES).astype(np.float32) * 0.1
     augment.stretch_pitch(y), features.frame_labels(y), features.summary_vector(y)  # warm up the parent
@@ -86,6 +91,7 @@ def main() -> None:
                 f"{w:>7} {len(store):>6} {t_clips:>8.1f} {t_summary:>9.1f} {t_labels:>8.1f} {total:>8.1f} "
                 f"{rate:>8.2f} {rate / base:>7.2f}x {reread:>8.2f}"
             )
+            print(f"        load average after: {os.getloadavg()[0]:.1f}")
             if len(store.skipped):
                 print(f"        skipped {len(store.skipped)}: {store.skipped['reason'].head(3).tolist()}")
 

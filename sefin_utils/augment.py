@@ -61,7 +61,8 @@ def rng_for(*parts: object) -> np.random.Generator:
     Parameters
     ----------
     *parts : object
-        Anything with a stable ``repr`` (ints, strings, tuples), e.g. ``(seed, recording_id, kind)``.
+        Anything with a stable ``repr`` (ints, strings, tuples), e.g. ``(seed, recording_id, kind)``; numpy
+        scalars count as the equal Python numbers.
 
     Returns
     -------
@@ -73,7 +74,8 @@ def rng_for(*parts: object) -> np.random.Generator:
     >>> rng_for(0, "RAVDESS/a", "noise").integers(1000) == rng_for(0, "RAVDESS/a", "noise").integers(1000)
     True
     """
-    digest = hashlib.sha256(repr(parts).encode("utf-8")).digest()
+    plain = tuple(p.item() if isinstance(p, np.generic) else p for p in parts)  # np.int64(0) hashes as 0
+    digest = hashlib.sha256(repr(plain).encode("utf-8")).digest()
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 

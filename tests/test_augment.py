@@ -46,6 +46,8 @@ def test_rng_for_is_stable_across_processes() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(here)
+    same = augment.rng_for(np.int64(0), "CREMA-D/1001_DFA_ANG_XX", "noise").integers(0, 2**62, size=3).tolist()
+    assert same == here
 
 
 def test_noise_amplitude_follows_the_study() -> None:

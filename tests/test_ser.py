@@ -280,6 +280,16 @@ def test_run_experiments_writes_results(fins: dict[str, keras.Model], tmp_path) 
     assert {"test_accuracy_mean", "test_accuracy_std"} <= set(summary.columns)
     for v in expected:
         assert (tmp_path / "models" / f"{v}.keras").is_file()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from sefin_utils.plots import ser as plots
+
+    figs = plots.stage_figures(tmp_path, tmp_path / "figs", prefix="05")
+    names = {p.name for p in figs}
+    assert {"05_headline_test_macro_f1.png", "05_confusion_e2e_frozen.png", "05_curves_baseline_kaggle.png",
+            "05_ablation_test_macro_f1.png", "05_ablation.csv", "05_per_class_f1.png"} <= names
+    assert any(n.startswith("05_confusion_ood_") for n in names) and all(p.is_file() for p in figs)
     payload = json.loads((tmp_path / "metrics" / "e2e_frozen__seed1.json").read_text())
     assert payload["reports"]["ood"]["scored_classes"] == list(ESD_EMOTIONS)
     assert set(payload["reports"]["test"]["per_corpus"]) == {"RAVDESS", "TESS"}

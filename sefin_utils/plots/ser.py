@@ -189,3 +189,59 @@ def headline(summary: pd.DataFrame, *, metric: str = "test_macro_f1", path: str 
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def stage_figures(ser_dir: str | Path, fig_dir: str | Path, *, prefix: str = "ser") -> list[Path]:
+    """Every figure of a ``ser.run_experiments`` output folder, as PNGs under ``fig_dir``; returns their paths.
+
+    Headline bars (test macro-F1 and accuracy, mean ± std over seeds, the study's numbers as markers); per
+    baseline/end-to-end variant the test confusion matrix and the training curves of its first seed; per-class F1
+    of those variants; the ESD confusion matrix (5 shared classes) of the variant chosen on validation; with the
+    ablation, its marginal-effect plot (test macro-F1 and accuracy) and ``<prefix>_ablation.csv`` (the table).
+    """
+    import json
+
+    from sefin_utils.ser import best_model, summary_table
+
+    ser_dir, fig_dir = Path(ser_dir), Path(fig_dir)
+    results = pd.read_csv(ser_dir / "results.csv")
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+
+    def keep(fig: Figure, name: str) -> None:
+        path = fig_dir / f"{prefix}_{name}.png"
+        _save(fig, path)
+        plt.close(fig)
+        paths.append(path)
+
+    main = results[results["kind"] != "ablation"]
+    if not main.empty:
+        summary = summary_table(results)
+        for metric in ("test_macro_f1", "test_accuracy"):
+            keep(headline(summary, metric=metric), f"headline_{metric}")
+        reports = {}
+        for variant, rows in main.groupby("variant", sort=False):
+            seed = int(rows["seed"].iloc[0])
+            payload = json.loads((ser_dir / "metrics" / f"{variant}__seed{seed}.json").read_text())
+            if payload["reports"].get("test"):
+                reports[variant] = payload["reports"]["test"]
+                keep(confusion_matrix(payload["reports"]["test"], title=f"{variant} (test, seed {seed})"),
+                     f"confusion_{variant}")
+            keep(training_curves(payload["history"], best_epoch=payload.get("best_epoch"),
+                                 title=f"{variant} (seed {seed})"), f"curves_{variant}")
+        if reports:
+            keep(per_class_f1(reports, title="per-class F1 (test, first seed)"), "per_class_f1")
+        best = best_model(main)
+        seed = int(main.loc[main["variant"] == best, "seed"].iloc[0])
+        payload = json.loads((ser_dir / "metrics" / f"{best}__seed{seed}.json").read_text())
+        if payload["reports"].get("ood"):
+            keep(confusion_matrix(payload["reports"]["ood"], title=f"{best} on ESD (5 shared classes)"),
+                 f"confusion_ood_{best}")
+    if (results["kind"] == "ablation").any():
+        for metric in ("test_macro_f1", "test_accuracy"):
+            keep(ablation_marginals(results, metric=metric), f"ablation_{metric}")
+        table = ablation_table(results)
+        path = fig_dir / f"{prefix}_ablation.csv"
+        table.to_csv(path, index=False)
+        paths.append(path)
+    return paths

@@ -549,6 +549,10 @@ def _n_rows(inputs: Mapping[str, np.ndarray]) -> int:
     return next(iter(lens.values()))
 
 
+MAX_TENSOR_BYTES: int = 2**30
+"""Inputs larger than this are batched from numpy by a generator instead of being copied into one tensor."""
+
+
 def make_dataset(
     inputs: Mapping[str, np.ndarray],
     y: np.ndarray | None,
@@ -556,16 +560,36 @@ def make_dataset(
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
+    max_tensor_bytes: int = MAX_TENSOR_BYTES,
 ) -> Any:
-    """A ``tf.data.Dataset`` of (inputs dict, y) batches; shuffled with a seeded order that changes every epoch."""
+    """A ``tf.data.Dataset`` of (inputs dict, y) batches; shuffled with a seeded order that changes every epoch.
+
+    Inputs up to ``max_tensor_bytes`` in all become one in-memory tensor; larger ones (e.g. the full corpora's
+    clips) are read batch by batch from the numpy arrays (memory maps work), in a seeded permutation per epoch.
+    """
     import tensorflow as tf
 
     n = _n_rows(inputs)
-    data = dict(inputs) if y is None else (dict(inputs), np.asarray(y))
-    ds = tf.data.Dataset.from_tensor_slices(data)
-    if shuffle:
-        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if sum(np.asarray(v).nbytes for v in inputs.values()) <= max_tensor_bytes:
+        data = dict(inputs) if y is None else (dict(inputs), np.asarray(y))
+        ds = tf.data.Dataset.from_tensor_slices(data)
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    rng = np.random.default_rng(seed)  # one generator: every epoch draws a new permutation
+    labels = None if y is None else np.asarray(y)
+
+    def batches() -> Any:
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        for start in range(0, n, batch_size):
+            b = np.sort(order[start:start + batch_size])
+            x = {k: np.asarray(v[b], dtype="float32") for k, v in inputs.items()}
+            yield x if labels is None else (x, labels[b])
+
+    x_sig = {k: tf.TensorSpec((None, *np.shape(v)[1:]), tf.float32) for k, v in inputs.items()}
+    sig = x_sig if labels is None else (x_sig, tf.TensorSpec((None,), tf.as_dtype(labels.dtype)))
+    return tf.data.Dataset.from_generator(batches, output_signature=sig).prefetch(2)
 
 
 def balanced_class_weight(y: np.ndarray, n_classes: int) -> dict[int, float]:
@@ -781,9 +805,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
 
 
 def _resolve(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    p = dict(DEFAULT_PARAMS)
-    p.update({k: v for k, v in (params or {}).items() if v is not None or k in p})
-    if "classes" in (params or {}) and "calm" not in (params or {}):
+    params = dict(params or {})
+    p = {**DEFAULT_PARAMS, **params}
+    if "classes" in params and "calm" not in params:  # alias
         p["calm"] = params["classes"]
     for k in ("heads", "seeds", "variants"):
         if isinstance(p[k], str | int):

@@ -348,3 +348,18 @@ def test_frozen_shortcut_matches_training_the_full_model(fins: dict[str, keras.M
     b = keras.saving.load_model(tmp_path / "b" / "models" / "e2e_frozen.keras")
     assert a.count_params() == b.count_params()
     assert np.allclose(np.asarray(a(x, training=False)), np.asarray(b(x, training=False)), atol=1e-4)
+
+
+def test_large_inputs_stream_from_numpy_in_the_same_batches() -> None:
+    rng = np.random.default_rng(0)
+    x = {"summary": rng.standard_normal((10, 162)).astype("float32")}
+    y = np.arange(10)
+    streamed = ser.make_dataset(x, y, batch_size=4, shuffle=True, seed=1, max_tensor_bytes=0)
+    seen = [np.asarray(yb) for _, yb in streamed]
+    assert [len(b) for b in seen] == [4, 4, 2] and sorted(np.concatenate(seen)) == list(range(10))
+    again = np.concatenate([np.asarray(yb) for _, yb in streamed])
+    assert sorted(again) == list(range(10)) and not np.array_equal(again, np.concatenate(seen))  # new epoch order
+    xb, yb = next(iter(streamed))
+    assert np.allclose(np.asarray(xb["summary"]), x["summary"][np.asarray(yb)])
+    plain = ser.make_dataset(x, None, batch_size=4, max_tensor_bytes=0)
+    assert np.allclose(np.concatenate([np.asarray(b["summary"]) for b in plain]), x["summary"])

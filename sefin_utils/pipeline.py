@@ -308,6 +308,7 @@ def ser_params(P: dict[str, Any], **extra: Any) -> dict[str, Any]:
         "ablation": bool(P.get("ablation", False)),
         "ablation_epochs": P.get("ablation_epochs"),
         "protocol": P.get("protocol", "speaker"),
+        "train_augmentations": P.get("ser_train_augmentations"),
         "progress": True,
     }
     out.update(extra)

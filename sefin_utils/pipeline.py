@@ -817,7 +817,7 @@ def run(
             failed_nb = report_dir / f"{stage.notebook}.failed.ipynb"
             kernel_log = run_dir / "executed" / f"{stage.notebook}.kernel.log"
             try:
-                with _stderr_to(None if progress_bar else kernel_log):
+                with _stderr_to(kernel_log):
                     pm.execute_notebook(
                         nb,
                         str(partial),
@@ -876,20 +876,22 @@ def run(
 
 
 @contextlib.contextmanager
-def _stderr_to(path: Path | None) -> Iterator[None]:
-    """Send this process' stderr (file descriptor 2, which kernels inherit: TensorFlow's C++ log lines, jupyter
-    warnings) to ``path`` for the duration; a no-op when ``path`` is None."""
-    if path is None:
-        yield
-        return
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Send file descriptor 2, which the kernels inherit (TensorFlow's C++ log lines, jupyter's warnings), to
+    ``path`` for the duration, while this process' own ``sys.stderr`` (papermill's progress bar) stays where it was."""
     sys.stderr.flush()
     saved = os.dup(2)
+    old_stderr = sys.stderr
     try:
         with open(path, "wb") as fh:
             os.dup2(fh.fileno(), 2)
-            yield
+            sys.stderr = open(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+            try:
+                yield
+            finally:
+                sys.stderr.close()
     finally:
-        sys.stderr.flush()
+        sys.stderr = old_stderr
         os.dup2(saved, 2)
         os.close(saved)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from sefin_utils import pipeline
@@ -194,3 +195,53 @@ def test_cli_exit_codes(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     assert pipeline.main(["--profile", "t", "--from", "fail", "-p", "x", "2"]) == 1
     err = capsys.readouterr().err
     assert "stage 'fail'" in err and "ZeroDivisionError" in err
+
+
+def _fake_results() -> pd.DataFrame:
+    rows = []
+    for variant, kind, accs in (("baseline_kaggle", "baseline", (0.5, 0.7)), ("e2e_frozen", "e2e", (0.4, 0.4)),
+                                ("ablation_F-F-F-F-F", "ablation", (0.3,)), ("ablation_L-L-L-L-L", "ablation", (0.5,))):
+        for seed, acc in enumerate(accs):
+            rows.append({"variant": variant, "kind": kind, "seed": seed, "protocol": "speaker", "test_accuracy": acc,
+                         "test_macro_f1": acc - 0.1, "test_uar": acc, "ood_accuracy": 0.2, "ood_macro_f1": 0.1,
+                         "val_macro_f1": acc})
+    return pd.DataFrame(rows)
+
+
+def test_headline_means_and_spread_over_seeds() -> None:
+    from sefin_utils import report
+
+    head = report.headline(_fake_results())
+    base = head[head["model"] == "baseline_kaggle"].iloc[0]
+    assert base["seeds"] == 2 and base["test accuracy"] == pytest.approx(0.6)
+    assert base["test accuracy sd"] == pytest.approx(0.1414, abs=1e-3)
+    assert base["study accuracy"] == pytest.approx(0.513)
+    abl = head[head["model"].str.startswith("ablation")].iloc[0]
+    assert "2 source mixes" in abl["model"] and abl["test accuracy"] == pytest.approx(0.4)
+    shown = report.format_headline(head)
+    assert shown.loc[shown["model"] == "baseline_kaggle", "test accuracy"].iloc[0] == "0.600 ± 0.141"
+
+
+def test_index_leads_with_banner_headline_and_main_figures(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from sefin_utils import report
+
+    run_dir, report_dir = tmp_path / "run", tmp_path / "report"
+    (run_dir / "figures").mkdir(parents=True)
+    (run_dir / "params.json").write_text(json.dumps({"profile": "x", "data_root": None, "seed": 0}))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    fig.savefig(run_dir / "figures" / "01_counts.png")
+    plt.close(fig)
+    report.write_results(_fake_results(), run_dir)
+    report.set_main_figures(run_dir, ["01_counts.png"])
+    index = report.build_index(run_dir, report_dir, stages=STAGES).read_text()
+    assert index.index("GENERATED DATA") < index.index("Headline") < index.index("Main figures") < index.index("Stages")
+    assert "0.600 ± 0.141" in index and 'src="figures/01_counts.png"' in index
+    assert (report_dir / "results.csv").is_file() and (report_dir / "results.html").is_file()
+    assert (report_dir / "figures" / "01_counts.png").is_file()
+    with pytest.raises(FileNotFoundError, match="not in"):
+        report.set_main_figures(run_dir, ["missing.png"])
+    (run_dir / "params.json").write_text(json.dumps({"profile": "x", "data_root": str(tmp_path), "seed": 0}))
+    assert "GENERATED DATA" not in report.build_index(run_dir, report_dir, stages=STAGES).read_text()

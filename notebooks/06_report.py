@@ -80,7 +80,7 @@ if banner:
 results = report.collect_results(RUN)
 written = report.write_results(results, RUN)
 headline = pd.read_csv(written["headline.csv"])
-display(headline)
+display(report.format_headline(headline))
 
 # %% [markdown]
 # ## The study's numbers (file-level split, speakers shared; the Kaggle notebook's split also shared augmented copies)

@@ -126,7 +126,7 @@ def test_select_stages_by_name_number_and_from() -> None:
         pipeline.select_stages(pipeline.STAGES, only=["nope"])
 
 
-def test_unchanged_stages_are_skipped_and_changes_rerun(project: Path) -> None:
+def test_unchanged_stages_are_skipped_and_changes_rerun(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result, lines = _run(project)
     assert result.status == {"a": "ran", "b": "ran"}
     run_dir, report_dir = project / "runs" / "t", project / "reports" / "t"
@@ -155,6 +155,11 @@ def test_unchanged_stages_are_skipped_and_changes_rerun(project: Path) -> None:
     result, _ = _run(project, overrides={"x": 4})
     assert result.status == {"a": "skipped", "b": "ran"}
     assert (run_dir / "b.txt").read_text() == "444"
+
+    # a change to the sefin_utils source reruns every stage
+    monkeypatch.setattr(pipeline, "code_digest", lambda *a, **k: "code, edited")
+    result, _ = _run(project, overrides={"x": 4})
+    assert result.status == {"a": "ran", "b": "ran"}
 
     # a missing output reruns its stage; --force reruns everything selected
     (run_dir / "b.txt").unlink()

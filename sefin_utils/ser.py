@@ -893,6 +893,15 @@ def _flat(prefix: str, report: Mapping[str, Any] | None) -> dict[str, float]:
     return {f"{prefix}_{k}": report["overall"][k] for k in keys}
 
 
+def _per_corpus(prefix: str, report: Mapping[str, Any] | None) -> dict[str, float]:
+    """``<prefix>_<corpus>_accuracy`` / ``_macro_f1`` / ``_n`` columns from an ``evaluate`` result."""
+    out: dict[str, float] = {}
+    for corpus, rep in ((report or {}).get("per_corpus") or {}).items():
+        for k in ("n", "accuracy", "macro_f1"):
+            out[f"{prefix}_{corpus}_{k}"] = rep[k]
+    return out
+
+
 def run_experiments(
     store: Any,
     fins_dir: str | Path | None,
@@ -925,7 +934,8 @@ def run_experiments(
     Protocol: train on TRAIN clips, select on VAL originals, test on TEST originals; ``ood`` (ESD) originals are
     scored on ``ESD_EMOTIONS`` only (argmax over those classes' probabilities).
 
-    Writes ``results.csv`` (one row per variant and seed), ``summary.csv`` and ``results.html`` (mean/std beside
+    Writes ``results.csv`` (one row per variant and seed; val/test/ood metrics and ``test_<corpus>_*`` columns),
+    ``summary.csv`` and ``results.html`` (mean/std beside
     the study's numbers), ``metrics/<variant>__seed<k>.json`` (val/test/ood reports, per corpus, history, epoch
     times), ``models/<variant>.keras`` (the seed with the best validation macro-F1). Returns the results table.
     """
@@ -1030,6 +1040,7 @@ def run_experiments(
                 "n_train": len(rows["train"]), "epochs_run": fit["epochs_run"], "best_epoch": fit["best_epoch"],
                 "s_per_epoch": fit["s_per_epoch"], "shortcut": spec["shortcut"],
                 **_flat("val", reports["val"]), **_flat("test", reports["test"]), **_flat("ood", reports["ood"]),
+                **_per_corpus("test", reports["test"]),
             }
             records.append(rec)
             payload = {"record": rec, "classes": classes, "reports": reports, **fit}

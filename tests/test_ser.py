@@ -272,6 +272,7 @@ def test_run_experiments_writes_results(fins: dict[str, keras.Model], tmp_path) 
     assert (res.groupby("variant").size().loc[["ablation_F-L-L-L-F"]] == 1).all()  # ablation: first seed only
     assert (res["n_train"] == 16).all()  # orig + noise copies of the 8 train recordings
     assert res["test_n"].eq(4).all() and res["ood_n"].eq(5).all() and res["val_n"].eq(4).all()
+    assert (res["test_RAVDESS_n"] + res["test_TESS_n"]).eq(4).all()
     for name in ("results.csv", "summary.csv", "results.html"):
         assert (tmp_path / name).is_file()
     html = (tmp_path / "results.html").read_text()

@@ -427,8 +427,19 @@ class _Layer:
         return self.final.with_name(self.final.name + ".partial")
 
 
-_PRELOAD: list[str] = ["sefin_utils.cache", "sefin_utils.audio", "sefin_utils.features", "librosa.effects"]
-"""Modules the forkserver imports once, so that each worker starts warm (librosa.effects alone takes seconds)."""
+_PRELOAD: list[str] = [
+    "sefin_utils.cache",
+    "sefin_utils.audio",
+    "sefin_utils.features",
+    "librosa.core.audio",  # resample; loads librosa.util.utils, whose numba ufuncs take ~1-3 s to load
+    "librosa.core.spectrum",
+    "librosa.core.pitch",
+    "librosa.effects",  # imports scipy.signal: seconds
+    "librosa.feature",
+    "librosa.filters",
+]
+"""Modules the forkserver imports once, so that each worker starts warm (librosa loads its parts lazily, and the
+first calls would otherwise cost every worker 5-10 s). Names that fail to import are skipped by the forkserver."""
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 import soxr
@@ -453,3 +454,41 @@ def test_classify_signal_validates_like_load(clf: EmotionClassifier) -> None:
             clf.classify_signal(y, SR, path="mine")
     stereo = np.stack([speechlike(2.0), speechlike(2.0)])  # (channels, n) is accepted too
     np.testing.assert_array_equal(probs(clf.classify_signal(stereo, SR)), probs(clf.classify_signal(stereo.T, SR)))
+
+
+def test_predict_inputs_equal_the_training_cache(tmp_path: Path, clf: EmotionClassifier) -> None:
+    """The study rule reproduces the cache's clip, mask, summary vector and end-to-end inputs exactly; the default
+    rule does too for files at least offset + window long (its first window)."""
+    cache = pytest.importorskip("sefin_utils.cache")
+    ser = pytest.importorskip("sefin_utils.ser")
+    y_long = speechlike(4.0, seed=30)
+    y48 = soxr.resample(y_long, SR, 48_000, quality="HQ").astype(np.float32)
+    files = {
+        "long48k": write(tmp_path / "long48k.wav", np.stack([y48, y48], 1), 48_000),  # stereo, resampled on load
+        "mid": write(tmp_path / "mid.wav", speechlike(2.9, seed=31)),
+        "short": write(tmp_path / "short.wav", speechlike(1.4, seed=32)),
+    }
+    df = pd.DataFrame({"recording_id": list(files), "path": [str(p) for p in files.values()], "split": "test",
+                       "emotion": "happy", "corpus": "x", "speaker_key": "x:1"})
+    store = cache.build(df, tmp_path / "cache", params={"augmentations": []}, workers=1, progress=False)
+    study = EmotionClassifier(clf.bundle, offset_rule="study")
+    sources = {"rms": "fin", "zcr": "librosa", "chroma": "librosa", "mfcc": "librosa", "mel": "librosa"}
+    for i, rid in enumerate(store.index["recording_id"]):
+        y = audio.load(files[rid])
+        clips, valid, _ = study.windows(y)
+        np.testing.assert_array_equal(clips[0], store.clips[i])
+        assert valid[0] == (store.index["valid_start"][i], store.index["valid_stop"][i])
+        mask = audio.valid_frame_mask(valid[0], CLIP_SAMPLES)
+        np.testing.assert_array_equal(mask, store.mask[i])
+        np.testing.assert_allclose(study.model_inputs(clips[:1], valid[:1])["summary"][0], store.summary[i],
+                                   rtol=1e-6, atol=1e-7)
+        mine = ser.inputs_from_clips(clips[:1], mask[None].astype(np.float32), sources, progress=False)
+        theirs = ser.make_inputs(store, [i], sources)
+        for k in theirs:
+            np.testing.assert_allclose(mine[k], theirs[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        fit_clips, _, starts = clf.windows(y)
+        if len(y) >= OFF + CLIP_SAMPLES:
+            assert rid == "long48k" and starts[0] == OFF
+            np.testing.assert_array_equal(fit_clips[0], store.clips[i])
+        else:
+            assert starts[0] == 0  # the default rule keeps the start of short recordings

@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ from sefin_utils.bundle import CARD_FILE, BundleError, EmotionClassifier, Predic
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".aiff", ".aif")
 """Extensions collected from folders (files named explicitly are always tried)."""
+NEEDS_FFMPEG: tuple[str, ...] = (".m4a", ".aac", ".mp4")
+"""Extensions libsndfile cannot read: decoded by audioread, which needs ffmpeg."""
 RUNS_ENV = "SEFIN_RUNS"
 """Environment variable naming the folder of run folders searched for the default bundle."""
 REPO_RUNS: Path = Path(__file__).resolve().parents[1] / "runs"
@@ -155,7 +158,12 @@ def _error_message(path: str, err: Exception) -> str:
     from sefin_utils.audio import AudioError
 
     msg = str(err) if path in str(err) else f"{path}: {err}"
-    return msg if isinstance(err, AudioError) else f"{msg} ({type(err).__name__})"
+    if not isinstance(err, AudioError):
+        return f"{msg} ({type(err).__name__})"
+    if Path(path).suffix.lower() in NEEDS_FFMPEG and "unreadable" in msg and shutil.which("ffmpeg") is None:
+        suffix = Path(path).suffix
+        msg += f" [{suffix} is decoded through ffmpeg, which is not installed: install it or convert to wav/flac]"
+    return msg
 
 
 def predict_paths(

@@ -207,6 +207,7 @@ def _bad_files(folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "empty.wav").write_bytes(b"")
     (folder / "garbage.wav").write_bytes(b"this is not a wav file at all" * 10)
+    (folder / "clip.m4a").write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(64))
     write(folder / "silent.wav", np.zeros(SR, np.float32))
     write(folder / "tiny.wav", speechlike(0.05, seed=11))
     good = write(folder / "truncated.wav", speechlike(2.0, seed=12))
@@ -218,6 +219,7 @@ def _bad_files(folder: Path) -> dict[str, str]:
     return {
         "empty.wav": "empty",
         "garbage.wav": "unreadable",
+        "clip.m4a": "unreadable",
         "silent.wav": "silent",
         "tiny.wav": "too short",
         "truncated.wav": "truncated",
@@ -236,7 +238,7 @@ def test_bad_files_never_stop_a_batch(tmp_path: Path, bundle_dir: Path, capsys: 
     captured = capsys.readouterr()
     out = [json.loads(line) for line in captured.out.splitlines()]
     assert code == 1
-    assert "predict: 100%" in captured.err and "8 of 10 file(s) could not be scored" in captured.err  # bar, summary
+    assert "predict: 100%" in captured.err and "9 of 11 file(s) could not be scored" in captured.err  # bar, summary
     by_name = {Path(r["path"]).name: r for r in out}
     for name, word in bad.items():
         r = by_name[name]

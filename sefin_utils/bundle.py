@@ -4,7 +4,8 @@ A bundle is a folder (``runs/<profile>/model/``) holding
 
 ``classifier.keras``
     the Keras model. Feature standardisation lives *inside* it (``ser.py`` puts ``Normalization`` layers in), so
-    there is no external scaler to lose: :func:`save_bundle` checks for one and refuses a model without it.
+    there is no external scaler to lose: :func:`save_bundle` checks for one and refuses a model without it (except
+    a model named ``*_raw``, trained on raw features by design).
 ``preprocess.json``
     ``kind`` (``summary``: the 162-dim Kaggle vector; ``end_to_end``: clips/frames + mask + librosa inputs),
     ``classes``, ``sr``, ``offset``, ``duration``, ``clip_samples``, ``frame_length``, ``hop_length``, ``calm``,
@@ -27,6 +28,9 @@ With ``W = duration``, ``H = window_hop`` (half a window by default) and ``n`` t
   is zero-padded (centred) like a short training clip, and holds more than ``W - H`` real samples (a trailing window
   with less than one frame of audio is dropped).
 * ``n <= W`` (after the origin): one window from ``o``, padded as in training.
+* a file's probabilities are the mean of its windows' (each window weighs the same); the windows are kept in
+  :attr:`Prediction.windows`. Every window of a file is scored in one batch, so a file gets the same numbers alone
+  or among others.
 
 Window positions sit on a fixed grid from the origin, never aligned to the end of the file, so a file whose length
 differs by a sample (e.g. after resampling: 48 kHz -> 22,050 Hz rounds the length) is cut at the same places; only the

@@ -29,8 +29,8 @@ With ``W = duration``, ``H = window_hop`` (half a window by default) and ``n`` t
   with less than one frame of audio is dropped).
 * ``n <= W`` (after the origin): one window from ``o``, padded as in training.
 * a file's probabilities are the mean of its windows' (each window weighs the same); the windows are kept in
-  :attr:`Prediction.windows`. Every window of a file is scored in one batch, so a file gets the same numbers alone
-  or among others.
+  :attr:`Prediction.windows`. A file's windows are batched apart from other files', so a file gets the same numbers
+  alone or among others.
 
 Window positions sit on a fixed grid from the origin, never aligned to the end of the file, so a file whose length
 differs by a sample (e.g. after resampling: 48 kHz -> 22,050 Hz rounds the length) is cut at the same places; only the

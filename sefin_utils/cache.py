@@ -330,6 +330,19 @@ def _worker_init() -> None:
     threadpool_limits(limits=1)
 
 
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """Single-threaded BLAS in this process for the duration (the in-process build computes like a worker: same
+    float rounding, and no spinning BLAS threads fighting for a busy machine's cores)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        yield
+        return
+    with threadpool_limits(limits=1):
+        yield
+
+
 def _load_clip(path: str, params: dict[str, Any]) -> Any:
     """Load one recording's clip (a seam for tests)."""
     from sefin_utils import audio
@@ -850,7 +863,7 @@ def build(
         except (OSError, ValueError, KeyError):
             pass  # a layer was deleted: rebuild below
 
-    with _Workers(workers) as pool:
+    with _Workers(workers) as pool, _one_blas_thread():
         clips_dir = _build_layer(clips_layer, workers=pool, progress=progress)
         rows = pd.read_csv(clips_dir / "rows.csv", dtype={"clip_id": str, "recording_id": str, "source": str})
         summary_dir = _build_layer(_summary_layer(root, clips_dir, rows, label_chunk), workers=pool, progress=progress)

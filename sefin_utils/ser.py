@@ -726,26 +726,31 @@ def evaluate(
 
 # ------------------------------------------------------------------------------------- frozen-FIN shortcut
 def pooled_fin_outputs(
-    fin: keras.Model,
+    fins: Mapping[str, keras.Model],
     clips: np.ndarray,
     mask: np.ndarray,
     *,
     batch_size: int = 32,
     n_frames: int = N_FRAMES,
-) -> np.ndarray:
-    """Masked mean over real frames of a FIN's per-frame outputs, (n, dim): what a frozen FIN feeds the pooling.
+) -> dict[str, np.ndarray]:
+    """Masked mean over real frames of each FIN's per-frame outputs: name -> (n, dim), in one pass over the clips.
 
-    Computed with the same layers as :func:`build_end_to_end` (framing, the FIN in inference mode, masked mean).
+    This is what frozen FINs feed the pooling; computed with the same layers as :func:`build_end_to_end`
+    (framing, each FIN in inference mode, masked mean).
     """
-    clone = clone_fin(fin, init="pretrained")
-    clone.trainable = False
     clip_in = keras.Input(shape=(clips.shape[1],), name="clip")
     mask_in = keras.Input(shape=(n_frames,), name="mask")
     flat = MergeFrames()(FrameClips(n_frames=n_frames)(clip_in))
-    per_frame = SplitFrames(n_frames)(clone(flat))
-    model = keras.Model({"clip": clip_in, "mask": mask_in}, MaskedMean()([per_frame, mask_in]))
+    outputs = {}
+    for name, fin in fins.items():
+        clone = clone_fin(fin, init="pretrained")
+        clone = keras.Model(clone.input, clone.output, name=f"fin_{name}")
+        clone.trainable = False
+        outputs[name] = MaskedMean(name=f"pooled_{name}")([SplitFrames(n_frames)(clone(flat)), mask_in])
+    model = keras.Model({"clip": clip_in, "mask": mask_in}, outputs)
     x = {"clip": np.asarray(clips, dtype="float32"), "mask": np.asarray(mask, dtype="float32")}
-    return np.asarray(model.predict(make_dataset(x, None, batch_size=batch_size), verbose=0), dtype="float32")
+    pred = model.predict(make_dataset(x, None, batch_size=batch_size), verbose=0)
+    return {name: np.asarray(pred[name], dtype="float32") for name in fins}
 
 
 def pooled_label_parts(store: Any, rows: Any) -> dict[str, np.ndarray]:
@@ -975,10 +980,10 @@ def run_experiments(
             parts[s] = {("librosa", n): lab[n] for n in FEATURE_NAMES}
             if need:
                 x = make_inputs(store, r, ALL_FIN, clip_mode="clip")
-                for n in tqdm(need, desc=f"frozen FIN outputs ({s})", disable=not p["progress"], leave=False):
-                    parts[s][("fin", n)] = pooled_fin_outputs(fins[n], x["clip"], x["mask"],
-                                                              batch_size=int(p["batch_size"]))
-                del x
+                pooled = pooled_fin_outputs({n: fins[n] for n in need}, x["clip"], x["mask"],
+                                            batch_size=int(p["batch_size"]))
+                parts[s].update({("fin", n): v for n, v in pooled.items()})
+                del x, pooled
 
     records: list[dict[str, Any]] = []
     best_val: dict[str, float] = {}

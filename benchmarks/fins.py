@@ -2,14 +2,20 @@
 
 Usage::
 
-    python benchmarks/fins.py [--arch fast|study|both] [--epochs N] [--study-epochs N] [--study-clips N]
+    python benchmarks/fins.py [--arch fast|study|both|random] [--epochs N] [--random-init]
+                              [--study-epochs N] [--study-clips N] [--study-eval-clips N]
 
 Data: every file of ``../shared/data/ser-sample`` as a 2.5 s clip (``audio.load_clip``), split by speaker
-(``splits.make_splits`` when it exists, else a seeded per-corpus speaker split made here); train recordings get the
-``noise`` and ``stretch_pitch`` copies; ESD is ``ood`` and never trained on. Frame labels come from
-``features.frame_labels`` when it exists, else from a per-frame librosa loop here. The built clips and labels are
-cached under ``--cache`` (default ``/tmp/sefin_bench_fins``) so a second run starts training at once. When
-``cache.build`` exists it is not used: the benchmark keeps its own small store so it runs before the pipeline does.
+(``splits.make_splits``, or where it is missing a seeded per-corpus speaker split made here); train recordings get
+the ``noise`` and ``stretch_pitch`` copies (``augment.augment``); ESD is ``ood`` and never trained on. Frame labels
+come from ``features.frame_labels`` (or a per-frame librosa loop here). Clips and labels are cached under
+``--cache`` (default ``/tmp/sefin_bench_fins/<split source>``) so a second run starts training at once. The
+benchmark keeps this small in-memory store (the ``ClipStore`` interface) rather than ``cache.build`` so that it
+depends only on audio/augment/features.
+
+Fast FINs train up to ``--epochs`` (early stopping); the study's are trained ``--study-epochs`` on a subset of
+``--study-clips`` train clips and scored on ``--study-eval-clips`` clips per split (their convolutions cost 200-400
+million multiply-adds per frame). ``--random-init`` adds the fast topology trained from random weights.
 """
 
 from __future__ import annotations
@@ -120,7 +126,14 @@ def build_store(cache: Path, *, seed: int = 0, limit: int | None = None) -> tupl
         m = m.groupby("corpus", group_keys=False).head(limit)
     m["recording_id"] = m["corpus"] + "/" + m["path"].str.replace(".wav", "", regex=False)
     m["speaker_key"] = m["corpus"] + ":" + m["speaker"]
-    m["split"] = speaker_split(m, seed=seed)
+    try:
+        from sefin_utils import splits
+
+        m = splits.make_splits(m, protocol="speaker", seed=seed)
+        split_src = "splits.make_splits (speaker)"
+    except ImportError:
+        m["split"] = speaker_split(m, seed=seed)
+        split_src = "benchmark speaker split"
     labels_fn, labels_src = _labels_fn()
     rows, clips, masks = [], [], []
     labels: dict[str, list[np.ndarray]] = {k: [] for k in FEATURE_DIMS}
@@ -151,7 +164,7 @@ def build_store(cache: Path, *, seed: int = 0, limit: int | None = None) -> tupl
     store = ArrayStore(
         pd.DataFrame(rows), np.stack(clips), {k: np.stack(v) for k, v in labels.items()}, np.stack(masks)
     )
-    info = {"labels": labels_src, "split": f"benchmark speaker split (seed {seed})", "seed": seed}
+    info = {"labels": labels_src, "split": f"{split_src}, seed {seed}", "seed": seed}
     np.savez(cache / "store.tmp.npz", clips=store.clips, mask=store.mask, **store.labels)
     os.replace(cache / "store.tmp.npz", npz)
     store.index.to_csv(csv, index=False)
@@ -161,11 +174,15 @@ def build_store(cache: Path, *, seed: int = 0, limit: int | None = None) -> tupl
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--arch", choices=["fast", "study", "both"], default="fast")
+    ap.add_argument(
+        "--arch", choices=["fast", "study", "both", "random"], default="fast", help="random: fast from random init"
+    )
     ap.add_argument("--epochs", type=int, default=30, help="max epochs of the fast FINs")
     ap.add_argument("--study-epochs", type=int, default=1, help="epochs of the study FINs (CPU: hours each)")
     ap.add_argument("--study-clips", type=int, default=40, help="train clips for the study FINs (subset)")
     ap.add_argument("--study-eval-clips", type=int, default=20, help="val/test/ood clips for the study FINs")
+    ap.add_argument("--random-init", action="store_true", help="also train the fast FINs from random init")
+    ap.add_argument("--study-standardise", action="store_true", help="study topologies on standardised (log) targets")
     ap.add_argument("--features", nargs="*", default=None)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/sefin_bench_fins"))
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_fins")
@@ -174,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    store, info = build_store(args.cache, seed=args.seed)
+    try:
+        import sefin_utils.splits  # noqa: F401
+
+        cache = args.cache / "make_splits"
+    except ImportError:
+        cache = args.cache / "bench_split"
+    store, info = build_store(cache, seed=args.seed)
     print(f"store: {len(store.index)} clips ({time.perf_counter() - t0:.1f} s); labels from {info['labels']}")
     print(store.index.groupby(["split", "augmentation"]).size().to_string())
     if args.prepare_only:
@@ -183,28 +206,34 @@ def main(argv: list[str] | None = None) -> int:
     from sefin_utils import fins
     from sefin_utils.plots import fins as fin_plots
 
-    archs = ["fast", "study"] if args.arch == "both" else [args.arch]
+    study_label = "study_std" if args.study_standardise else "study"
+    runs = {"fast": [("fast", "fast")], "study": [(study_label, "study")], "random": [("fast_random", "fast")]}.get(
+        args.arch, [("fast", "fast"), (study_label, "study")]
+    )
+    if args.random_init and args.arch != "random":
+        runs.insert(1, ("fast_random", "fast"))
     tables, models = [], {}
-    for arch in archs:
-        kw: dict = {"epochs": args.epochs}
+    for label, arch in runs:
+        kw: dict = {"epochs": args.epochs, "init": "random" if label == "fast_random" else "librosa"}
         if arch == "study":
             train = store.select(split="train")
             rng = np.random.default_rng(args.seed)
             subset = np.sort(rng.choice(train, size=min(args.study_clips, len(train)), replace=False))
             kw = {"epochs": args.study_epochs, "train_rows": subset, "max_eval_clips": args.study_eval_clips}
+            kw["standardise"] = args.study_standardise
         t = time.perf_counter()
-        res = fins.train_all(store, args.out / arch, arch=arch, seed=args.seed, features=args.features, **kw)
-        print(f"{arch}: trained and evaluated in {time.perf_counter() - t:.0f} s", flush=True)
+        res = fins.train_all(store, args.out / label, arch=arch, seed=args.seed, features=args.features, **kw)
+        print(f"{label}: trained and evaluated in {time.perf_counter() - t:.0f} s", flush=True)
         tables.append(res["table"])
-        models[arch] = fins.load_fins(args.out / arch)
+        models[label] = fins.load_fins(args.out / label)
     table = pd.concat(tables, ignore_index=True)
-    table.to_csv(args.out / "metrics.csv", index=False)
-    show = ["feature", "arch", "params", "trainable", "macs", "epochs", "epoch_s"]
+    table.to_csv(args.out / f"metrics_{args.arch}.csv", index=False)
+    show = ["feature", "arch", "init", "targets", "params", "trainable", "macs", "epochs", "epoch_s"]
     show += [c for c in ("r2_test", "r2_vw_test", "r2_ood", "r2_vw_ood", "r2_db_test", "r2_db_ood") if c in table]
     show += ["study_r2_test", "study_r2_vw_test", "study_r2_ood", "study_r2_vw_ood"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(table[show].to_string(index=False))
-    macs = table.groupby("arch")["macs"].sum()
+    macs = table.drop_duplicates(["arch", "feature"]).groupby("arch")["macs"].sum()
     study_total = sum(fins.count_macs(fins.build_fin(n, arch="study")) for n in fins.FIN_NAMES)
     for arch, total in macs.items():
         share = total / study_total
@@ -216,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     for arch, fm in models.items():
         for split in ("test", "ood"):
             rows = store.select(split=split, augmentation="orig")
-            if arch == "study":
+            if arch.startswith("study"):
                 rows = rows[: args.study_eval_clips]
             res = {n: fins.predict_store(m, store, rows, n)[::-1] for n, m in fm.items()}
             fin_plots.pred_vs_true(

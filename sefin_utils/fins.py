@@ -10,13 +10,26 @@ Two families (``arch``):
     strided Conv1D for ZCR, and stride-1 kernel-512 Conv1D + MaxPool + Dense for chroma, MFCC and mel (200-400 million
     multiply-adds per frame each). Trained on raw targets with the study's losses (MSE; MAE for chroma).
 ``fast`` (default)
-    Feature-shaped networks: a Hann-windowed 2048-point DFT as two Dense layers (cos and sin; frozen by default),
-    squared magnitude, then projections initialised from librosa's own mel / chroma filterbanks and the DCT-II, with a
-    learned tuning gate for chroma; a soft sign-change detector for ZCR; a mean-square unit for RMS. Every projection
-    is trainable, so the networks start at librosa's formula and are fine-tuned on data (and downstream); about 4.3
-    million multiply-adds per frame for the spectral ones (:func:`count_macs`). They train in a normalised target
-    space (log-standardised for mel, standardised otherwise: :class:`TargetStats`) while the saved model still
-    outputs the feature itself.
+    Feature-shaped networks, about 1/1400 of the study's multiply-adds for the five together (:func:`count_macs`):
+
+    - ``rms``: square -> sum (trainable weights, init 1) -> / 2048 -> sqrt -> affine (init identity);
+    - ``zcr``: a soft sign ``tanh(gain * x / rms(x) + offset)``, mean product of neighbours, affine
+      (:class:`SoftZeroCrossingRate`, 4 trainable scalars);
+    - ``mel``: power spectrum of the Hann-windowed frame (:class:`PowerSpectrum`, a real FFT without weights; with
+      ``trainable_dft=True`` two Dense layers holding the windowed DFT, 4.2 M multiply-adds, trainable) ->
+      :class:`FilterBank` initialised with librosa's Slaney mel filters (trainable, non-negative, on the filters'
+      support);
+    - ``mfcc``: as mel, then ``power_to_db`` (80 dB floor below the frame's peak) -> Dense initialised with the
+      orthonormal DCT-II;
+    - ``chroma``: DFT -> magnitude -> chroma filterbanks at 11 tunings (trainable) -> max-normalised; librosa's own
+      per-frame tuning estimate (piptrack, median, 100-bin histogram: :class:`TuningWeights`) interpolates between the
+      two nearest tunings.
+
+    With ``init="librosa"`` (default) they start at librosa's formula (R² ~ 1 before training) and training
+    fine-tunes them (the initial weights are kept unless the validation loss improves); ``init="random"`` draws the
+    layers after the DFT at random to measure what training alone reaches. They train in a normalised target
+    space (standardised ``log(y)`` for mel, standardised ``y`` otherwise: :class:`TargetStats`) while the model
+    still outputs the feature.
 
 Saved FINs (``.keras``) load with plain ``keras.models.load_model`` once ``sefin_utils.fins`` is imported (custom
 layers are registered under the ``sefin`` package); :func:`load_fin` does both.
@@ -114,6 +127,35 @@ class ComplexPower(keras.layers.Layer):
 
     def macs(self, input_shape: Sequence[tuple]) -> int:
         return 2 * int(input_shape[0][-1])
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+class PowerSpectrum(keras.layers.Layer):
+    """``|rfft(hann * x)|**2`` of each row: librosa.stft's power spectrum of one ``center=False`` frame, by FFT.
+
+    The fixed (frozen) form of the fast FINs' front end: no weights, ~``2 n log2 n`` multiply-adds. The trainable
+    form is two Dense layers holding the same windowed DFT (``build_fin(..., trainable_dft=True)``).
+    """
+
+    def __init__(self, n_fft: int = FRAME_LENGTH, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.n_fft = int(n_fft)
+
+    def call(self, x: Any) -> Any:
+        n = np.arange(self.n_fft)
+        window = ops.convert_to_tensor((0.5 - 0.5 * np.cos(2.0 * np.pi * n / self.n_fft)).astype(np.float32))
+        re, im = ops.rfft(x * window, fft_length=self.n_fft)
+        return ops.square(re) + ops.square(im)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], self.n_fft // 2 + 1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "n_fft": self.n_fft}
+
+    def macs(self, input_shape: tuple) -> int:
+        n = self.n_fft
+        return n + 2 * n * int(math.log2(n)) + 2 * (n // 2 + 1)  # window, real FFT, power
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
@@ -428,6 +470,7 @@ class FilterBank(keras.layers.Layer):
 CUSTOM_LAYERS: tuple[type, ...] = (
     FilterBank,
     FixedScale,
+    PowerSpectrum,
     ComplexPower,
     SafeSqrt,
     Square,
@@ -531,6 +574,8 @@ def _dft_matrices(n_fft: int = FRAME_LENGTH) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _power_spectrum(x: Any, trainable: bool) -> Any:
+    if not trainable:
+        return PowerSpectrum(name="power")(x)
     cos, sin = _dft_matrices()
     bins = cos.shape[1]
     re_layer = keras.layers.Dense(bins, use_bias=False, name="dft_re", trainable=trainable)
@@ -604,8 +649,42 @@ def _fast_fin(name: str, x: Any, trainable_dft: bool) -> Any:
     return GatedSum(softmax=False, name="tuning_mix")([bank, weights])
 
 
+FAST_INITS: tuple[str, ...] = ("librosa", "random")
+"""Initialisations of the ``fast`` FINs' layers after the DFT: librosa's own filterbanks/DCT, or random (seeded)."""
+
+
+def _randomise(model: keras.Model, rng: np.random.Generator) -> None:
+    """Re-draw every trainable weight of a fast FIN after the DFT: filterbanks U(0, 1) on full support,
+    Dense kernels N(0, 1/fan_in) (times DB_SCALE for the DCT), scalars near their defaults."""
+    for layer in model.layers:
+        if isinstance(layer, FilterBank):
+            k, _ = layer.get_weights()
+            layer.set_weights([rng.uniform(0, 1, k.shape).astype("float32"), np.ones_like(k)])
+        elif isinstance(layer, keras.layers.Dense) and layer.trainable and not layer.name.startswith("dft_"):
+            w = layer.get_weights()
+            scale = DB_SCALE if layer.name == "dct" else 1.0
+            if layer.name == "sum_squares":
+                w[0] = rng.uniform(0.5, 1.5, w[0].shape)
+            else:
+                w[0] = rng.normal(0, scale / np.sqrt(w[0].shape[0]), w[0].shape)
+            layer.set_weights([np.asarray(v, dtype="float32") for v in w])
+        elif isinstance(layer, SoftZeroCrossingRate):
+            layer.set_weights(
+                [
+                    np.float32(v)
+                    for v in (rng.uniform(np.log(30), np.log(3e4)), rng.uniform(0, 5), -rng.uniform(), rng.uniform())
+                ]
+            )
+
+
 def build_fin(
-    name: str, *, arch: str = "fast", target_stats: TargetStats | None = None, trainable_dft: bool = False
+    name: str,
+    *,
+    arch: str = "fast",
+    target_stats: TargetStats | None = None,
+    trainable_dft: bool = False,
+    init: str = "librosa",
+    seed: int = 0,
 ) -> keras.Model:
     """Build the FIN for feature ``name``.
 
@@ -622,6 +701,9 @@ def build_fin(
         ``fast`` FINs compute the feature directly and ignore it (their training space is applied in the loss).
     trainable_dft : bool
         ``fast`` only: let training change the DFT layers (frozen by default).
+    init : {"librosa", "random"}
+        ``fast`` only: start the layers after the DFT at librosa's formula (default) or at random (``seed``), to
+        measure what training alone reaches.
 
     Returns
     -------
@@ -636,8 +718,13 @@ def build_fin(
         if target_stats is not None:
             y = target_stats.layer(inverse=True, name="to_feature")(y)
     else:
+        if init not in FAST_INITS:
+            raise ValueError(f"fast FIN init must be one of {FAST_INITS}, got {init!r}")
         y = _fast_fin(name, inp, trainable_dft)
-    return keras.Model(inp, y, name=f"fin_{name}_{arch}")
+    model = keras.Model(inp, y, name=f"fin_{name}_{arch}")
+    if arch == "fast" and init == "random":
+        _randomise(model, np.random.default_rng(seed))
+    return model
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -901,6 +988,7 @@ def train_fin(
     patience: int = DEFAULT_PATIENCE,
     strategy: Any = None,
     standardise: bool | None = None,
+    init: str = "librosa",
     verbose: int = 1,
 ) -> tuple[keras.Model, dict]:
     """Build and train one FIN on in-memory frames.
@@ -920,6 +1008,8 @@ def train_fin(
     standardise : bool, optional
         Train in the normalised target space (:class:`TargetStats`); default True for ``fast``, False for ``study``
         (the study's raw targets and losses).
+    init : {"librosa", "random"}
+        ``fast`` only: initialisation after the DFT (:func:`build_fin`).
 
     Returns
     -------
@@ -935,7 +1025,7 @@ def train_fin(
     stats = TargetStats.fit(name, train_y) if standardise else None
     strategy = get_strategy(strategy) if (strategy is None or isinstance(strategy, str)) else strategy
     with strategy.scope():
-        model = build_fin(name, arch=arch, target_stats=stats if arch == "study" else None)
+        model = build_fin(name, arch=arch, target_stats=stats if arch == "study" else None, init=init, seed=seed)
     fwd = stats.forward if stats else (lambda v: v)
     train_ds = array_dataset(train_frames, fwd(train_y), batch_size=batch_size, seed=seed)
     val_ds = array_dataset(val_frames, fwd(val_y), batch_size=max(batch_size, 256), shuffle=False)
@@ -1055,6 +1145,8 @@ def train_all(
     features: Sequence[str] | None = None,
     train_rows: np.ndarray | None = None,
     max_eval_clips: int | None = None,
+    init: str = "librosa",
+    standardise: bool | None = None,
     verbose: int = 2,
 ) -> dict[str, Any]:
     """Train, select, evaluate and save every FIN of the registry.
@@ -1071,6 +1163,11 @@ def train_all(
         Restrict training to these rows (e.g. a subset for the slow ``study`` FINs); default all train rows.
     max_eval_clips : int, optional
         Use at most this many clips (a seeded random subset) of each of val, test and ood; default all.
+    init : {"librosa", "random"}
+        ``fast`` only: initialisation after the DFT (:func:`build_fin`).
+    standardise : bool, optional
+        Train in the normalised target space (:class:`TargetStats`); default True for ``fast``, False for ``study``
+        (raw targets and the study's losses). ``study`` with True ends in the fixed inverse transform (same params).
 
     Returns
     -------
@@ -1104,17 +1201,18 @@ def train_all(
         }
         for split, r in rows.items()
     }
+    from tqdm.auto import tqdm
+
     table, cards, paths = [], {}, {}
-    for name in names:
+    for name in tqdm(names, desc=f"FINs ({arch})", disable=not verbose):
         keras.utils.set_random_seed(seed)
-        standardise = arch == "fast"
         stats = None
-        if standardise:
+        if (arch == "fast") if standardise is None else standardise:
             tr = rows["train"]
             sub = tr[np.random.default_rng(seed).permutation(len(tr))[:2000]]
             stats = TargetStats.fit(name, np.asarray(store.labels[name][sub])[np.asarray(store.mask)[sub]])
         with strategy.scope():
-            model = build_fin(name, arch=arch, target_stats=stats if arch == "study" else None)
+            model = build_fin(name, arch=arch, target_stats=stats if arch == "study" else None, init=init, seed=seed)
         train_ds = frames_dataset(
             store, rows["train"], name, batch_size=batch_size, seed=seed, pad_keep=pad_keep, stats=stats
         )
@@ -1143,6 +1241,8 @@ def train_all(
         row = {
             "feature": name,
             "arch": arch,
+            "init": init if arch == "fast" else "random",
+            "targets": f"standardised {stats.kind}" if stats else "raw",
             "params": int(model.count_params()),
             "trainable": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
             "macs": count_macs(model),
@@ -1158,6 +1258,7 @@ def train_all(
         card = {
             "feature": name,
             "arch": arch,
+            "init": row["init"],
             "model": model.name,
             "input": {"shape": [None, FRAME_LENGTH], "dtype": "float32", "sr": SR, "hop": HOP_LENGTH},
             "output": {"shape": [None, FIN_DIMS[name]], "units": "librosa"},

@@ -837,6 +837,12 @@ def build(
     ClipStore
         Memory-mapped, read-only arrays and the index.
 
+    Notes
+    -----
+    With ``workers > 1`` the workers are started by a forkserver, which re-imports a calling *script* as
+    ``__mp_main__``: a script must call ``build`` under ``if __name__ == "__main__":`` (the usual multiprocessing
+    rule; notebooks and ``python -c`` need nothing).
+
     Examples
     --------
     >>> store = build(splits_df, "runs/demo/cache", params={"seed": 0})      # doctest: +SKIP

@@ -780,6 +780,9 @@ def run(
     params_dir = PARAMS_DIR if params_dir is None else Path(params_dir)
     root = REPO_ROOT if root is None else Path(root)
     P = load_profile(profile, overrides=overrides, params_dir=params_dir, root=root)
+    if P.get("data_root") and not Path(P["data_root"]).is_dir():
+        raise FileNotFoundError(f"data_root {P['data_root']} is not a folder (profile {P['profile']}); give one with "
+                                "-p data_root /path/to/corpora, or null for the generated demo corpus")
     run_dir, report_dir = Path(P["run_dir"]), Path(P["report_dir"])
     for sub in ("stages", "executed", "figures"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)

@@ -76,6 +76,25 @@ def test_install_cell_is_a_noop_here() -> None:
     assert "_reqs" not in ns and "_repo" not in ns
 
 
+def test_install_cell_finds_the_checkout_when_sefin_is_not_importable(tmp_path: Path) -> None:
+    """Run from notebooks/ in a bare interpreter (no PYTHONPATH): the cell finds the repository above and imports
+    sefin from it; nothing is pip-installed because every requirement is already there."""
+    import os
+    import subprocess
+    import sys
+
+    nb = jupytext.read(NOTEBOOKS / f"{STAGE_STEMS[0]}.py")
+    install = [c for c in nb.cells if c.cell_type == "code"][1].source
+    script = tmp_path / "cell.py"
+    probe = "\nimport sefin_utils\nprint(sefin_utils.__file__)\nprint('pip' if '_reqs' in dir() else '')\n"
+    script.write_text(install + probe)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, str(script)], cwd=NOTEBOOKS, env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.splitlines()
+    assert Path(out[0]).resolve() == (pipeline.REPO_ROOT / "sefin_utils" / "__init__.py").resolve()
+    assert out[1] == ""
+
+
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profiles_load_and_document_every_key(profile: str) -> None:
     path = PARAMS / f"{profile}.yaml"

@@ -90,6 +90,8 @@ PIPTRACK_FMAX: float = 4000.0
 PIPTRACK_THRESHOLD: float = 0.1
 TARGET_KINDS: dict[str, str] = {"rms": "linear", "zcr": "linear", "chroma": "linear", "mfcc": "linear", "mel": "log"}
 """Training-space transform per FIN: ``log`` = standardised ``log(y + eps)``, ``linear`` = standardised ``y``."""
+LOG_CAP_STD: float = 8.0
+"""The inverse of a ``log`` target transform caps ``log(y)`` at ``mean + LOG_CAP_STD * std`` (no overflow)."""
 DEFAULT_EPOCHS: int = 30
 DEFAULT_PATIENCE: int = 4
 DEFAULT_PAD_KEEP: float = 0.25
@@ -380,8 +382,8 @@ class SoftZeroCrossingRate(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package=_PKG)
 class TargetTransform(keras.layers.Layer):
     """Fixed map between feature units and the training space: forward ``z = (f(y) - mean) / std`` or its inverse,
-    with ``f = log(max(y, 0) + eps)`` (``kind="log"``) or identity (``"linear"``). Constants live in the config (no
-    weights, so parameter counts are unchanged)."""
+    with ``f = log(max(y, 0) + eps)`` (``kind="log"``; the inverse caps ``f`` at ``mean + 8 std``) or identity
+    (``"linear"``). Constants live in the config (no weights, so parameter counts are unchanged)."""
 
     def __init__(
         self,
@@ -404,7 +406,9 @@ class TargetTransform(keras.layers.Layer):
         std = ops.convert_to_tensor(np.asarray(self.std, dtype=np.float32))
         if self.inverse:
             y = x * std + mean
-            return ops.exp(y) - self.eps if self.kind == "log" else y
+            if self.kind == "log":  # cap at mean + LOG_CAP_STD std: an untrained head must not overflow exp
+                return ops.exp(ops.minimum(y, mean + LOG_CAP_STD * std)) - self.eps
+            return y
         if self.kind == "log":
             x = ops.log(ops.maximum(x, 0.0) + self.eps)
         return (x - mean) / std

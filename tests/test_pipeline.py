@@ -76,7 +76,9 @@ def _fixed_code_digest(monkeypatch: pytest.MonkeyPatch) -> None:
 def project(tmp_path: Path) -> Path:
     """A throwaway project: params/t.yaml, notebooks 01_a.py and 02_b.py (and 03_fail.py)."""
     (tmp_path / "params").mkdir()
-    (tmp_path / "params" / "t.yaml").write_text("seed: 0  # seed\nx: 3  # a number\ny: [1, 2]  # a list\n")
+    (tmp_path / "params" / "t.yaml").write_text(
+        "seed: 0  # seed\ndata_root: null  # none\nx: 3  # a number\ny: [1, 2]  # a list\n"
+    )
     nbs = tmp_path / "notebooks"
     nbs.mkdir()
     (nbs / "01_a.py").write_text(NB_A)
@@ -106,6 +108,12 @@ def test_load_profile_overrides_and_derived_paths(project: Path) -> None:
         pipeline.load_profile("t", overrides={"xx": 1}, params_dir=project / "params", root=project)
     with pytest.raises(FileNotFoundError, match="no profile 'nope'"):
         pipeline.load_profile("nope", params_dir=project / "params", root=project)
+
+
+def test_missing_data_root_stops_before_any_stage(project: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="data_root .*nowhere is not a folder"):
+        _run(project, overrides={"data_root": str(project / "nowhere")})
+    assert not (project / "runs" / "t" / "stages").exists()
 
 
 def test_parse_value_types_like_yaml() -> None:

@@ -67,7 +67,12 @@ STAGES: tuple[Stage, ...] = (
     Stage("baseline", "02_baseline", inputs=("splits.csv",), outputs=("baseline/results.csv",)),
     Stage("frames_labels", "03_frames_labels", inputs=("splits.csv",), outputs=("frames_labels/exactness.csv",)),
     Stage("fins", "04_fins", inputs=("splits.csv",), outputs=("fins/r2.csv",)),
-    Stage("ser_with_fins", "05_ser_with_fins", inputs=("splits.csv", "fins"), outputs=("ser/results.csv", "model")),
+    Stage(
+        "ser_with_fins",
+        "05_ser_with_fins",
+        inputs=("splits.csv", "fins", "baseline"),  # the bundle is chosen among the baseline models too
+        outputs=("ser/results.csv", "model"),
+    ),
     Stage(
         "report",
         "06_report",

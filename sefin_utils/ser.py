@@ -24,6 +24,17 @@ Heads (:func:`build_head`)
 
 Protocol (:func:`run_experiments`): train on the TRAIN clips (all augmentations by default), select the epoch on
 VAL (original recordings), test on TEST (original recordings only), and score ESD (``ood``) on the classes it shares.
+Models with frozen pre-trained FINs train only their head on the FINs' pooled outputs, computed once
+(``frozen_shortcut``; the saved model is still the full end-to-end model, checked against the head).
+
+Examples
+--------
+>>> import numpy as np
+>>> model = build_baseline("study", 8, norm_mean=np.zeros(162), norm_var=np.ones(162))
+>>> model.count_params()
+1283720
+>>> len(ABLATION), ABLATION["F-L-F-L-F"]["zcr"]
+(32, 'librosa')
 """
 
 from __future__ import annotations

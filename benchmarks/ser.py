@@ -78,7 +78,7 @@ def main() -> None:
           f"keras {keras.__version__}, tensorflow {tf.__version__}")
     print(f"data: {args.n_train} train + {args.n_val} val synthetic clips of {CLIP_SAMPLES} samples, "
           f"batch {args.batch_size}, {args.epochs} epochs per model\n")
-    print(f"{'model':<34}{'params':>12}{'1st epoch s':>13}{'s/epoch':>10}{'clips/s':>10}{'x baseline':>12}")
+    print(f"{'model':<48}{'params':>12}{'1st epoch s':>13}{'s/epoch':>10}{'clips/s':>10}{'x baseline':>12}")
     baselines: dict[str, float] = {}
     for head in args.heads:
         rows: list[tuple[str, dict[str, float]]] = []
@@ -94,7 +94,7 @@ def main() -> None:
             rows.append((f"{name} [{head}, fast FINs]", time_model(model, train, val, y_tr, y_va, args)))
         ref = baselines[head] = rows[0][1]["epoch"]
         for name, r in rows:
-            print(f"{name:<34}{r['params']:>12,}{r['first']:>13.2f}{r['epoch']:>10.2f}"
+            print(f"{name:<48}{r['params']:>12,}{r['first']:>13.2f}{r['epoch']:>10.2f}"
                   f"{args.n_train / r['epoch']:>10.1f}{r['epoch'] / ref:>12.1f}")
     if args.study_fins:
         try:

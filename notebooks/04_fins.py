@@ -25,11 +25,12 @@
 # MFCC .917/.543, Mel .333 uniform (.969 variance-weighted) / .892.
 #
 # **What sefin changes, and why.** The `fast` family (default, `fin_arch: fast`) is shaped like the computation it
-# imitates (DFT-initialised first layers, log and standardised targets with the inverse inside the model), so it
-# trains in minutes on a CPU at a small fraction of the multiply-adds; `fin_arch: study` builds the published
-# topologies. Model selection uses the validation split; R² is reported on test frames of the four training corpora
-# and on ESD (out of domain), uniform and variance-weighted, beside the study's numbers. Each FIN is saved as
-# `fins/<feature>.keras` with a JSON card and loads with plain `keras.models.load_model`.
+# imitates (a power spectrum, then trainable filterbanks initialised at librosa's, log and standardised targets with
+# the inverse inside the model), so it trains in minutes on a CPU at a small fraction of the study's multiply-adds;
+# `fin_init: random` draws its layers after the DFT at random, to see what training alone reaches; `fin_arch: study`
+# builds the published topologies. Model selection uses the validation split; R² is reported on test frames of the
+# four training corpora and on ESD (out of domain), uniform and variance-weighted, beside the study's numbers. Each
+# FIN is saved as `fins/<feature>.keras` with a JSON card and loads with plain `keras.models.load_model`.
 
 # %% tags=["parameters"]
 profile = "demo"  # params/<profile>.yaml gives every setting: demo (generated corpus), sample, kaggle, tiny

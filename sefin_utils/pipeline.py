@@ -370,6 +370,8 @@ def fin_options(P: dict[str, Any], store: Any) -> dict[str, Any]:
         "patience": int(P.get("fin_patience", 4)),
         "verbose": 2,
     }
+    if P.get("fin_init"):
+        out["init"] = P["fin_init"]
     if P.get("fin_lr") is not None:
         out["lr"] = float(P["fin_lr"])
     if P.get("fin_strategy"):

@@ -759,7 +759,7 @@ def run(
     params_dir: Path | None = None,
     root: Path | None = None,
     build_report: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
     progress_bar: bool | None = None,
 ) -> RunResult:
     """Execute the stage notebooks of a profile; raise :class:`StageFailed` when one fails.
@@ -778,10 +778,15 @@ def run(
         The stage list and folders (tests use throwaway notebooks).
     build_report : bool
         Render HTML and the report index after the stages.
+    log : callable, optional
+        Where progress lines go (default: printed and flushed).
+    progress_bar : bool, optional
+        papermill's per-cell bar (default: when stderr is a terminal).
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
+    log = log or (lambda line: print(line, flush=True))
     stages = STAGES if stages is None else stages
     notebooks_dir = NOTEBOOKS_DIR if notebooks_dir is None else Path(notebooks_dir)
     params_dir = PARAMS_DIR if params_dir is None else Path(params_dir)

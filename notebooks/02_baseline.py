@@ -87,7 +87,8 @@ store.index.pivot_table(index="split", columns="augmentation", values="clip_id",
 # 162-dim vector; trained on augmented train clips, selected on validation loss, tested once.
 
 # %%
-results = ser.run_experiments(store, None, RUN / "baseline", params=pipeline.ser_params(P, variants=["baseline"]))
+baseline_params = pipeline.ser_params(P, variants=["baseline"], ablation=False)  # the ablation belongs to stage 5
+results = ser.run_experiments(store, None, RUN / "baseline", params=baseline_params)
 summary = ser.summary_table(results)
 display(summary[["variant", "n_seeds", "val_macro_f1_mean", "test_accuracy_mean", "test_macro_f1_mean", "test_uar_mean",
                  "ood_accuracy_mean", "study_accuracy", "study_macro_f1", "s_per_epoch"]])

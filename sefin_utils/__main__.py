@@ -10,6 +10,7 @@ Commands (each delegates to its module's ``main(argv) -> int``):
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up INFO/WARNING lines are noise here
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

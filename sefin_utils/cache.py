@@ -739,7 +739,7 @@ def _labels_layer(root: Path, clips_dir: Path, rows: pd.DataFrame, params: dict[
     names = params["features"]
     dims = _feature_dims(features, names)
     n_samples = int(round(params["duration"] * params["sr"]))
-    n_frames = int(features.frame(np.zeros(n_samples, np.float32), tail_frames=params["tail_frames"]).shape[0])
+    n_frames = int(features.n_frames(n_samples, tail_frames=params["tail_frames"]))
     k3 = _hash(
         {
             "v": CACHE_VERSION,

@@ -111,9 +111,9 @@ def _crema(path: Path, m: re.Match[str], demographics: dict[str, str]) -> Record
         raise UnrecognisedName(f"CREMA-D emotion code {emo!r} is none of {sorted(CREMA_EMOTIONS)}")
     if level not in {"XX", "LO", "MD", "HI", "X"}:
         raise UnrecognisedName(f"CREMA-D intensity {level!r} is none of XX, LO, MD, HI")
-    gender = demographics.get(speaker) or ("female" if speaker in CREMA_FEMALE else "male")
-    if not 1001 <= int(speaker) <= 1091:
-        gender = demographics.get(speaker, "unknown")
+    gender = demographics.get(speaker)
+    if gender is None:  # the built-in table covers the release's actors 1001-1091
+        gender = ("female" if speaker in CREMA_FEMALE else "male") if 1001 <= int(speaker) <= 1091 else "unknown"
     return Recording("CREMA-D", speaker, gender, CREMA_EMOTIONS[emo], emo, path.stem)
 
 

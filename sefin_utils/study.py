@@ -30,7 +30,9 @@ FIN_PARAMS: Mapping[str, int] = MappingProxyType(
 )
 """Parameter counts of the study's FIN topologies (a test builds them and checks)."""
 
-FIN_LOSS: Mapping[str, str] = MappingProxyType({"rms": "mse", "zcr": "mse", "chroma": "mae", "mfcc": "mse", "mel": "mse"})
+FIN_LOSS: Mapping[str, str] = MappingProxyType(
+    {"rms": "mse", "zcr": "mse", "chroma": "mae", "mfcc": "mse", "mel": "mse"}
+)
 """The study's training loss per FIN."""
 
 SER_RESULTS: Mapping[str, Mapping[str, float]] = MappingProxyType(

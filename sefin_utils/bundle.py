@@ -614,20 +614,13 @@ class EmotionClassifier:
             from sefin_utils import features
 
             # as the cache: on the real samples only (clip[valid_start:valid_stop]), never on the padding
-            x = np.stack(
-                [features.summary_vector(c[v0:v1] if v1 > v0 else c) for c, (v0, v1) in zip(clips, valid, strict=True)]
-            ).astype(np.float32)
+            x = np.stack([features.clip_summary(c, v) for c, v in zip(clips, valid, strict=True)]).astype(np.float32)
             return {"summary": x} if self._input_names == ["summary"] else x
-        from sefin_utils import audio, ser
+        from sefin_utils import features, ser
 
         n = clips.shape[1]
         pre = self.bundle.preprocess
-        mask = np.stack(
-            [
-                audio.valid_frame_mask(v, n, frame_length=int(pre["frame_length"]), hop_length=int(pre["hop_length"]))
-                for v in valid
-            ]
-        )
+        mask = np.stack([features.valid_frame_mask(v, n) for v in valid])
         return ser.inputs_from_clips(clips, mask.astype(np.float32), pre["sources"], progress=False)
 
     def predict_proba(self, clips: np.ndarray, valid: Sequence[tuple[int, int]]) -> np.ndarray:

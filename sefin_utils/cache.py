@@ -323,24 +323,9 @@ def _worker_init() -> None:
     """Keep each worker single-threaded (BLAS included) so that a many-core machine scales by processes."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    try:  # numpy may already be imported (forkserver preload): limit its BLAS pool directly
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return
+    from threadpoolctl import threadpool_limits  # numpy may already be imported (forkserver preload)
+
     threadpool_limits(limits=1)
-
-
-@contextlib.contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Single-threaded BLAS in this process for the duration (the in-process build computes like a worker: same
-    float rounding, and no spinning BLAS threads fighting for a busy machine's cores)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        yield
-        return
-    with threadpool_limits(limits=1):
-        yield
 
 
 def _load_clip(path: str, params: dict[str, Any]) -> Any:
@@ -400,9 +385,7 @@ def _label_task(task: dict[str, Any]) -> dict[str, Any]:
             out = features.frame_labels(y, **kwargs)
         for name in names:
             labels[name][j] = out[name]
-        indicator = np.zeros(len(y), np.float32)
-        indicator[v0:v1] = 1.0
-        mask[j] = features.frame(indicator, tail_frames=tail).any(axis=1)
+        mask[j] = features.valid_frame_mask((v0, v1), len(y), tail_frames=tail)
     return {"labels": labels, "mask": mask}
 
 
@@ -412,11 +395,11 @@ def _summary_task(task: dict[str, Any]) -> dict[str, Any]:
     clips = np.load(task["clips_path"], mmap_mode="r")
     start, stop = task["rows"]
     out = np.zeros((stop - start, task["dim"]), np.float32)
-    for j, (row, (v0, v1)) in enumerate(zip(range(start, stop), task["valid"], strict=True)):
-        y = np.array(clips[row, v0:v1] if v1 > v0 else clips[row], dtype=np.float32)
+    for j, (row, valid) in enumerate(zip(range(start, stop), task["valid"], strict=True)):
+        clip = np.array(clips[row], dtype=np.float32)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Trying to estimate tuning", category=UserWarning)
-            out[j] = features.summary_vector(y)
+            out[j] = features.clip_summary(clip, valid)
     return {"summary": out}
 
 
@@ -869,7 +852,7 @@ def build(
         except (OSError, ValueError, KeyError):
             pass  # a layer was deleted: rebuild below
 
-    with _Workers(workers) as pool, _one_blas_thread():
+    with _Workers(workers) as pool:
         clips_dir = _build_layer(clips_layer, workers=pool, progress=progress)
         rows = pd.read_csv(clips_dir / "rows.csv", dtype={"clip_id": str, "recording_id": str, "source": str})
         summary_dir = _build_layer(_summary_layer(root, clips_dir, rows, label_chunk), workers=pool, progress=progress)

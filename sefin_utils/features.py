@@ -33,8 +33,10 @@ overlapping the last regular frame at 52,736): duplicated training rows that ove
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -53,15 +55,19 @@ __all__ = [
     "SUMMARY_DIM",
     "TAIL_FRAMES",
     "TUNING_MODES",
+    "clip_summary",
     "frame",
+    "frame_starts",
     "frame_labels",
     "frame_summary_vector",
     "get_feature",
     "labels_from_frames",
     "n_frames",
+    "one_blas_thread",
     "reference_frame_labels",
     "summary_slices",
     "summary_vector",
+    "valid_frame_mask",
     "warm_up",
 ]
 
@@ -133,17 +139,89 @@ def _check_frames(frames: Any) -> np.ndarray:
     return np.asarray(arr, dtype=np.float32)
 
 
+def _min_samples(tail_frames: bool) -> int:
+    """Shortest signal :func:`frame` accepts: one frame, or the four tail frames' span."""
+    return FRAME_LENGTH + (TAIL_FRAMES - 1) * HOP_LENGTH if tail_frames else FRAME_LENGTH
+
+
 def n_frames(n_samples: int, *, tail_frames: bool = False) -> int:
-    """Return the number of frames :func:`frame` makes from ``n_samples`` samples.
+    """Return the number of frames :func:`frame` makes from ``n_samples`` samples (THE frame-count formula).
+
+    ``1 + (n_samples - 2048) // 512``, plus :data:`TAIL_FRAMES` with ``tail_frames`` (librosa's ``center=False``
+    frame count, ``librosa.util.frame``).
+
+    Raises
+    ------
+    ValueError
+        ``n_samples`` shorter than one frame (or than the tail frames' span with ``tail_frames``).
 
     Examples
     --------
     >>> n_frames(55_125), n_frames(55_125, tail_frames=True)
     (104, 108)
     """
-    if n_samples < FRAME_LENGTH:
-        raise ValueError(f"n_samples={n_samples} is shorter than one frame ({FRAME_LENGTH} samples)")
+    n_samples = int(n_samples)
+    if n_samples < _min_samples(tail_frames):
+        raise ValueError(
+            f"n_samples={n_samples} is shorter than {'the tail frames (' if tail_frames else 'one frame ('}"
+            f"{_min_samples(tail_frames)} samples)"
+        )
     return 1 + (n_samples - FRAME_LENGTH) // HOP_LENGTH + (TAIL_FRAMES if tail_frames else 0)
+
+
+def frame_starts(n_samples: int, *, tail_frames: bool = False) -> np.ndarray:
+    """First sample of each frame :func:`frame` makes from ``n_samples`` samples.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames(n_samples, tail_frames=...),), int64
+        ``512 i`` on the hop grid, then with ``tail_frames`` the re-anchored tail frames
+        ``n_samples - 2048 - 512 k`` for ``k = 3, 2, 1, 0``.
+
+    Examples
+    --------
+    >>> frame_starts(55_125, tail_frames=True)[-5:].tolist()
+    [52736, 51541, 52053, 52565, 53077]
+    """
+    n_regular = n_frames(n_samples, tail_frames=tail_frames) - (TAIL_FRAMES if tail_frames else 0)
+    regular = np.arange(n_regular, dtype=np.int64) * HOP_LENGTH
+    if not tail_frames:
+        return regular
+    tails = int(n_samples) - FRAME_LENGTH - HOP_LENGTH * np.arange(TAIL_FRAMES - 1, -1, -1, dtype=np.int64)
+    return np.concatenate([regular, tails])
+
+
+def valid_frame_mask(valid: tuple[int, int], n_samples: int, *, tail_frames: bool = False) -> np.ndarray:
+    """Which frames of a padded clip hold real audio: True where a frame overlaps the real samples ``[start, stop)``.
+
+    The one mask used by the training cache and by prediction.
+
+    Parameters
+    ----------
+    valid : (int, int)
+        ``(start, stop)`` of the real (non-padding) samples, ``0 <= start <= stop <= n_samples``
+        (``audio.Clip.valid``). An empty range masks every frame out.
+    n_samples : int
+        Length of the clip.
+    tail_frames : bool
+        Mask the frames of ``frame(..., tail_frames=True)``.
+
+    Returns
+    -------
+    np.ndarray, shape (n_frames(n_samples, tail_frames=...),), bool
+
+    Examples
+    --------
+    >>> valid_frame_mask((20_000, 30_000), 55_125).nonzero()[0][[0, -1]].tolist()
+    [36, 58]
+    """
+    start, stop = int(valid[0]), int(valid[1])
+    if not 0 <= start <= stop <= int(n_samples):
+        raise ValueError(f"valid range {valid} must satisfy 0 <= start <= stop <= n_samples={n_samples}")
+    starts = frame_starts(n_samples, tail_frames=tail_frames)
+    if stop == start:
+        return np.zeros(starts.shape[0], dtype=bool)
+    return (starts < stop) & (starts + FRAME_LENGTH > start)
 
 
 def frame(y: np.ndarray, *, tail_frames: bool = False) -> np.ndarray:
@@ -168,8 +246,7 @@ def frame(y: np.ndarray, *, tail_frames: bool = False) -> np.ndarray:
     >>> frame(np.zeros(55_125, dtype=np.float32)).shape
     (104, 2048)
     """
-    min_samples = FRAME_LENGTH + (TAIL_FRAMES - 1) * HOP_LENGTH if tail_frames else FRAME_LENGTH
-    y = _check_waveform(y, min_samples=min_samples)
+    y = _check_waveform(y, min_samples=_min_samples(tail_frames))
     return _frame(y, tail_frames=tail_frames)
 
 
@@ -177,10 +254,57 @@ def _frame(y: np.ndarray, *, tail_frames: bool) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(y, FRAME_LENGTH)[::HOP_LENGTH]
     if not tail_frames:
         return frames
-    end = y.shape[0]
-    starts = [end - FRAME_LENGTH - k * HOP_LENGTH for k in range(TAIL_FRAMES - 1, -1, -1)]
+    starts = frame_starts(y.shape[0], tail_frames=True)[-TAIL_FRAMES:]
     tail = np.stack([y[s : s + FRAME_LENGTH] for s in starts])
     return np.concatenate([frames, tail])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# one BLAS thread: the same float rounding whoever calls
+# --------------------------------------------------------------------------------------------------------------------
+
+_BLAS_LOCK = threading.Lock()
+_BLAS: dict[str, Any] = {"depth": 0, "controller": None, "limiter": None}
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run the body with this process's BLAS (numpy's OpenBLAS) limited to one thread, then restore it.
+
+    A multi-threaded matrix product sums in another order, so labels and summary vectors computed under 1 or 2 BLAS
+    threads differ in the last float32 bits (seen: 2 of 2,080 MFCC values by 3.3e-6). Every public function here that
+    computes labels or summaries runs inside this, so that the training cache (in-process or in workers) and
+    prediction give bit-identical values whatever the caller's thread settings (``OPENBLAS_NUM_THREADS`` or none).
+    Re-entrant and thread-safe: the first entrant sets the limit, the last one out restores it. Uses
+    ``threadpoolctl``'s controller (built once per process, ~0.1 ms per entry).
+    """
+    with _BLAS_LOCK:
+        if _BLAS["depth"] == 0:
+            if _BLAS["controller"] is None:
+                from threadpoolctl import ThreadpoolController
+
+                _BLAS["controller"] = ThreadpoolController()
+            _BLAS["limiter"] = _BLAS["controller"].limit(limits=1, user_api="blas")
+        _BLAS["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS["depth"] -= 1
+            if _BLAS["depth"] == 0:
+                _BLAS["limiter"].restore_original_limits()
+                _BLAS["limiter"] = None
+
+
+def _one_blas_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: run ``fn`` inside :func:`one_blas_thread`."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with one_blas_thread():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -340,6 +464,7 @@ def _check_names(names: Iterable[str] | str | None) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@_one_blas_thread
 def reference_frame_labels(
     y: np.ndarray, *, names: Iterable[str] | None = None, tail_frames: bool = False
 ) -> dict[str, np.ndarray]:
@@ -359,8 +484,7 @@ def reference_frame_labels(
     dict[str, np.ndarray]
         ``name -> (n_frames, dim)`` float32.
     """
-    min_samples = FRAME_LENGTH + (TAIL_FRAMES - 1) * HOP_LENGTH if tail_frames else FRAME_LENGTH
-    y = _check_waveform(y, min_samples=min_samples)
+    y = _check_waveform(y, min_samples=_min_samples(tail_frames))
     names = _check_names(names)
     frames = _frame(y, tail_frames=tail_frames)
     out = {}
@@ -523,6 +647,7 @@ def _check_tuning(tuning: Any) -> str | float:
     return float(tuning)
 
 
+@_one_blas_thread
 def labels_from_frames(
     frames: np.ndarray, *, names: Iterable[str] | None = None, tuning: str | float = "per_frame"
 ) -> dict[str, np.ndarray]:
@@ -570,6 +695,7 @@ def _labels(frames: np.ndarray, names: tuple[str, ...], tuning: str | float) -> 
     return {n: np.ascontiguousarray(out[n], dtype=np.float32) for n in names}
 
 
+@_one_blas_thread
 def frame_labels(
     y: np.ndarray,
     *,
@@ -602,8 +728,7 @@ def frame_labels(
     >>> {k: v.shape for k, v in frame_labels(y, names=["rms", "mfcc"]).items()}
     {'rms': (104, 1), 'mfcc': (104, 20)}
     """
-    min_samples = FRAME_LENGTH + (TAIL_FRAMES - 1) * HOP_LENGTH if tail_frames else FRAME_LENGTH
-    y = _check_waveform(y, min_samples=min_samples)
+    y = _check_waveform(y, min_samples=_min_samples(tail_frames))
     return _labels(_frame(y, tail_frames=tail_frames), _check_names(names), _check_tuning(tuning))
 
 
@@ -632,6 +757,7 @@ def summary_slices() -> dict[str, slice]:
     return out
 
 
+@_one_blas_thread
 def summary_vector(y: np.ndarray) -> np.ndarray:
     """The Kaggle baseline's 162-dim vector: time-means of librosa features on the whole clip.
 
@@ -660,6 +786,26 @@ def summary_vector(y: np.ndarray) -> np.ndarray:
         "mel": mel,
     }
     return np.concatenate([np.mean(parts[n], axis=1) for n in SUMMARY_ORDER]).astype(np.float32)
+
+
+@_one_blas_thread
+def clip_summary(clip: np.ndarray, valid: tuple[int, int]) -> np.ndarray:
+    """The 162-dim :func:`summary_vector` of a padded clip's real samples ``clip[start:stop]`` (the whole clip when
+    the range is empty): THE summary input of the Kaggle baseline, computed by the training cache and by prediction.
+
+    Parameters
+    ----------
+    clip : np.ndarray, shape (n_samples,)
+        A fixed-length clip (``audio.Clip.samples``).
+    valid : (int, int)
+        ``(start, stop)`` of its real samples (``audio.Clip.valid``); at least 2048 of them.
+
+    Returns
+    -------
+    np.ndarray, shape (162,), float32
+    """
+    v0, v1 = int(valid[0]), int(valid[1])
+    return summary_vector(clip[v0:v1] if v1 > v0 else clip)
 
 
 def frame_summary_vector(labels: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -790,17 +790,14 @@ def frame_index(
 
 
 def frame_starts(n_samples: int, n_frames: int) -> np.ndarray:
-    """First sample of each labelled frame of a clip: ``512 i`` on the hop grid, then any re-anchored tail frames
-    (``features.frame(..., tail_frames=True)``) ending at the clip's end."""
-    n_regular = 1 + (n_samples - FRAME_LENGTH) // HOP_LENGTH
-    if n_samples < FRAME_LENGTH or n_frames < n_regular:
-        raise ValueError(
-            f"{n_frames} labelled frames do not fit clips of {n_samples} samples ({n_regular} frames on the hop grid)"
-        )
-    tail = n_frames - n_regular
-    regular = np.arange(n_regular) * HOP_LENGTH
-    tails = n_samples - FRAME_LENGTH - HOP_LENGTH * np.arange(tail - 1, -1, -1)
-    return np.concatenate([regular, tails]).astype(np.int64)
+    """First sample of each of a clip's ``n_frames`` labelled frames (``features.frame_starts``: the hop grid, plus
+    the re-anchored tail frames when ``n_frames`` counts them). ``ValueError`` when ``n_frames`` fits neither."""
+    from sefin_utils import features
+
+    for tail in (False, True):
+        if n_samples >= FRAME_LENGTH and n_frames == features.n_frames(n_samples, tail_frames=tail):
+            return features.frame_starts(n_samples, tail_frames=tail)
+    raise ValueError(f"{n_frames} labelled frames do not fit clips of {n_samples} samples (hop grid, tail frames)")
 
 
 def gather_frames(

@@ -85,6 +85,51 @@ def test_invalid_waveforms_are_named(bad: np.ndarray, error: type, message: str)
             fn(bad)
 
 
+def test_one_framing_counts_starts_and_mask() -> None:
+    """n_frames, frame_starts, frame and the valid-frame mask are one framing (the mask: a frame overlaps the real
+    samples, i.e. frames of a 0/1 indicator of them hold a 1)."""
+    assert F.n_frames(CLIP_SAMPLES) == N_FRAMES
+    for n in (FRAME_LENGTH + 3 * HOP_LENGTH, 9_999, CLIP_SAMPLES):
+        for tail in (False, True):
+            y = np.arange(n, dtype=np.float32)
+            frames = F.frame(y, tail_frames=tail)
+            starts = F.frame_starts(n, tail_frames=tail)
+            assert len(starts) == len(frames) == F.n_frames(n, tail_frames=tail)
+            np.testing.assert_array_equal(frames[:, 0], starts)
+            for valid in ((0, n), (0, 1), (n - 1, n), (1_000, 3_000), (2_100, 2_200), (500, 500)):
+                indicator = np.zeros(n, np.float32)
+                indicator[valid[0] : valid[1]] = 1.0
+                want = F.frame(indicator, tail_frames=tail).any(axis=1)
+                np.testing.assert_array_equal(F.valid_frame_mask(valid, n, tail_frames=tail), want)
+    with pytest.raises(ValueError, match="valid range"):
+        F.valid_frame_mask((10, 5), CLIP_SAMPLES)
+    with pytest.raises(ValueError, match="shorter than one frame"):
+        F.n_frames(FRAME_LENGTH - 1)
+
+
+def test_labels_and_summary_do_not_depend_on_the_callers_blas_threads() -> None:
+    """Labels and the clip summary pin BLAS to one thread themselves: the values are bit-identical whatever thread
+    limit the caller runs under (the cache and prediction therefore agree exactly)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    rng = np.random.default_rng(4)
+    clip = (0.1 * rng.standard_normal(CLIP_SAMPLES)).astype(np.float32)
+    valid = (3_000, 50_000)
+    results = []
+    for limit in (1, 2, 4):
+        with threadpool_limits(limits=limit, user_api="blas"):
+            before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+            results.append((F.frame_labels(clip), F.clip_summary(clip, valid)))
+            assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before  # restored
+    for labels, summary in results[1:]:
+        for name in F.FEATURE_NAMES:
+            np.testing.assert_array_equal(labels[name], results[0][0][name])
+        np.testing.assert_array_equal(summary, results[0][1])
+    np.testing.assert_array_equal(results[0][1], F.summary_vector(clip[3_000:50_000]))
+    with F.one_blas_thread(), F.one_blas_thread():  # re-entrant
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+
+
 def test_tail_frames_need_room() -> None:
     with pytest.raises(ValueError, match="3000 samples; at least 3584"):
         F.frame(np.zeros(3000, np.float32), tail_frames=True)

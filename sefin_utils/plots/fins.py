@@ -78,12 +78,9 @@ def pred_vs_true(
 
 
 def _frames(y: np.ndarray) -> np.ndarray:
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 1 or len(y) < FRAME_LENGTH:
-        raise ValueError(f"expected a mono signal of at least {FRAME_LENGTH} samples, got shape {y.shape}")
-    n = 1 + (len(y) - FRAME_LENGTH) // HOP_LENGTH
-    idx = np.arange(n)[:, None] * HOP_LENGTH + np.arange(FRAME_LENGTH)[None, :]
-    return y[idx]
+    from sefin_utils import features
+
+    return features.frame(np.asarray(y, dtype=np.float32))
 
 
 def utterance(

@@ -22,10 +22,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import soundfile as sf
 
-from sefin_utils.audio import AUDIO_EXTENSIONS, AudioError, check_wav_header, frames_at
+from sefin_utils import audio
+from sefin_utils.audio import AUDIO_EXTENSIONS, LOSSLESS_EXTENSIONS, AudioError, display_path, frames_at
 from sefin_utils.constants import CALM_MODES, EMOTIONS, SR
 
 ESD_ENGLISH: tuple[str, ...] = tuple(f"{i:04d}" for i in range(11, 21))
@@ -62,15 +63,24 @@ _TESS = re.compile(r"^(OAF|YAF)_([A-Za-z]+)_([A-Za-z]+)$", re.IGNORECASE)
 _TESS_FOLDER = re.compile(r"^(OAF|YAF)_(.+)$", re.IGNORECASE)
 _SAVEE = re.compile(r"^(?:(DC|JE|JK|KL)_)?(sa|su|a|d|f|h|n)(\d{2})$")
 _ESD = re.compile(r"^(\d{4})_(\d{6})$")
+_TESS_LIKE = re.compile(r"^(?:([A-Za-z]{1,3})_)?([A-Za-z]+)_([A-Za-z]+)$")
+_COPY_MARKER = re.compile(r"^(.+?)(?: \(\d+\)| - [Cc]opy(?: \(\d+\))?|_copy\d*| copy\d*)$")
+"""Names a file manager or browser gives a second copy: ``x (1).wav``, ``x - Copy.wav``, ``x_copy.wav``."""
 
 MANIFEST_COLUMNS = [
     "recording_id", "path", "corpus", "speaker", "speaker_key", "gender", "emotion", "source_label",
-    "sample_rate", "channels", "duration", "frames",
+    "sample_rate", "channels", "duration", "frames", "note",
 ]  # fmt: skip
+SKIPPED_COLUMNS = ["path", "kind", "reason"]
+"""Columns of ``Discovery.skipped`` (and ``other``): ``kind`` is a short category that summaries group by."""
 
 
 class UnrecognisedName(ValueError):
-    """A file whose name or folders break its corpus' convention (the message says how)."""
+    """A file whose name or folders break its corpus' convention (the message says how; ``kind`` categorises it)."""
+
+    def __init__(self, message: str, kind: str = "breaks its corpus convention") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,24 @@ class Recording:
     emotion: str
     source_label: str
     stem: str
+    note: str = ""
+    """How a label was recovered when the name breaks the convention (e.g. TESS ``OA_bite_neutral``), else ""."""
+    copy: bool = False
+    """The name carries a copy marker (``x (1).wav``, ``x - Copy.wav``): a second file of one recording."""
 
     @property
     def recording_id(self) -> str:
         """A unique id: ``corpus/stem`` (file stems are unique within each corpus)."""
         return f"{self.corpus}/{self.stem}"
+
+    @property
+    def performance(self) -> str:
+        """The key of the performance this file carries, whatever its name's case, format or copy marker: two files
+        with one key are one recording (RAVDESS' audio-video ``01-...`` and audio-only ``03-...`` files included)."""
+        stem = self.stem
+        if self.corpus == "RAVDESS":
+            stem = "03" + stem[2:]
+        return f"{self.corpus}/{stem.lower()}"
 
 
 def _ravdess(path: Path, m: re.Match[str]) -> Recording:
@@ -95,14 +118,14 @@ def _ravdess(path: Path, m: re.Match[str]) -> Recording:
     if modality not in {"01", "02", "03"} or channel not in {"01", "02"} or emo not in RAVDESS_EMOTIONS:
         raise UnrecognisedName(f"RAVDESS fields out of range (modality {modality}, channel {channel}, emotion {emo})")
     if channel == "02":
-        raise UnrecognisedName("RAVDESS song (vocal channel 02): only speech is used")
+        raise UnrecognisedName("RAVDESS song (vocal channel 02): only speech is used", "RAVDESS song")
     if modality == "02":
-        raise UnrecognisedName("RAVDESS video-only file (modality 02) carries no audio")
+        raise UnrecognisedName("RAVDESS video-only file (modality 02) carries no audio", "RAVDESS video only")
     folder = re.fullmatch(r"Actor_(\d{2})", path.parent.name)
     if folder and folder.group(1) != actor:
         raise UnrecognisedName(f"RAVDESS actor field {actor} disagrees with folder {path.parent.name}")
     gender = "male" if int(actor) % 2 == 1 else "female"
-    return Recording("RAVDESS", actor, gender, RAVDESS_EMOTIONS[emo], emo, path.stem)
+    return Recording("RAVDESS", actor, gender, RAVDESS_EMOTIONS[emo], emo, "03" + m.string[2:])
 
 
 def _crema(path: Path, m: re.Match[str], demographics: dict[str, str]) -> Recording:
@@ -114,7 +137,7 @@ def _crema(path: Path, m: re.Match[str], demographics: dict[str, str]) -> Record
     gender = demographics.get(speaker)
     if gender is None:  # the built-in table covers the release's actors 1001-1091
         gender = ("female" if speaker in CREMA_FEMALE else "male") if 1001 <= int(speaker) <= 1091 else "unknown"
-    return Recording("CREMA-D", speaker, gender, CREMA_EMOTIONS[emo], emo, path.stem)
+    return Recording("CREMA-D", speaker, gender, CREMA_EMOTIONS[emo], emo, m.string)
 
 
 def _tess(path: Path, m: re.Match[str]) -> Recording:
@@ -128,7 +151,27 @@ def _tess(path: Path, m: re.Match[str]) -> Recording:
         f_emo = "ps" if "surprise" in f_emo else f_emo
         if f_speaker != speaker or f_emo != emo_key:
             raise UnrecognisedName(f"TESS name ({speaker}, {emo}) disagrees with folder {path.parent.name!r}")
-    return Recording("TESS", speaker, "female", TESS_EMOTIONS[emo_key], emo, path.stem)
+    return Recording("TESS", speaker, "female", TESS_EMOTIONS[emo_key], emo, m.string)
+
+
+def _tess_from_folder(path: Path, stem: str) -> Recording | None:
+    """A TESS file whose name lost or mistyped its speaker (the release ships ``OAF_neutral/OA_bite_neutral.wav``):
+    speaker and emotion from its folder ``OAF_<emotion>``/``YAF_<emotion>`` when the name's emotion agrees with the
+    folder's and its prefix (if any) begins the folder's speaker code. None when it is not such a file."""
+    folder = _TESS_FOLDER.match(path.parent.name)
+    m = _TESS_LIKE.match(stem)
+    if not folder or not m:
+        return None
+    prefix, word, emo = m.groups()
+    f_speaker, f_emo = folder.group(1).upper(), folder.group(2).lower()
+    f_emo = "ps" if "surprise" in f_emo else f_emo
+    if emo.lower() != f_emo or f_emo not in TESS_EMOTIONS or (prefix and not f_speaker.startswith(prefix.upper())):
+        return None
+    note = (
+        f"speaker {f_speaker} and emotion from folder {path.parent.name!r}: the file name "
+        f"{'has speaker ' + repr(prefix) if prefix else 'has no speaker'} (a naming slip in the release)"
+    )
+    return Recording("TESS", f_speaker, "female", TESS_EMOTIONS[f_emo], emo, f"{f_speaker}_{word}_{emo}", note)
 
 
 def _savee(path: Path, m: re.Match[str]) -> Recording:
@@ -136,7 +179,9 @@ def _savee(path: Path, m: re.Match[str]) -> Recording:
     if speaker is None:  # original release layout: DC/a01.wav
         speaker = path.parent.name
         if speaker not in SAVEE_SPEAKERS:
-            raise UnrecognisedName(f"SAVEE-style name {path.name!r} outside a speaker folder {SAVEE_SPEAKERS}")
+            raise UnrecognisedName(
+                f"SAVEE-style name {display_path(path.name)!r} outside a speaker folder {SAVEE_SPEAKERS}"
+            )
     stem = f"{speaker}_{code}{_num}"
     return Recording("SAVEE", speaker, "male", SAVEE_EMOTIONS[code], code, stem)
 
@@ -147,7 +192,9 @@ def _esd(path: Path, m: re.Match[str], esd_speakers: frozenset[str]) -> Recordin
         raise UnrecognisedName(f"ESD speaker {speaker} outside 0001-0020")
     if speaker not in esd_speakers:
         lang = "Mandarin" if speaker in ESD_MANDARIN else "English"
-        raise UnrecognisedName(f"ESD {lang} speaker {speaker} not selected (param esd_speakers)")
+        raise UnrecognisedName(
+            f"ESD {lang} speaker {speaker} not selected (param esd_speakers)", "ESD speaker not selected"
+        )
     folders = [p.name for p in path.parents][:3]
     emotion = next((ESD_EMOTION_FOLDERS[f] for f in folders if f in ESD_EMOTION_FOLDERS), None)
     if emotion is None:
@@ -158,7 +205,7 @@ def _esd(path: Path, m: re.Match[str], esd_speakers: frozenset[str]) -> Recordin
         raise UnrecognisedName(f"ESD utterance {number} is in the {by_number} range but under folder {emotion}")
     gender = "male" if speaker in ESD_MALE else "female" if speaker in ESD_FEMALE else "unknown"
     folder_label = next(f for f in folders if f in ESD_EMOTION_FOLDERS)
-    return Recording("ESD", speaker, gender, emotion, folder_label, path.stem)
+    return Recording("ESD", speaker, gender, emotion, folder_label, m.string)
 
 
 def parse_path(
@@ -171,9 +218,22 @@ def parse_path(
 
     Returns None when the name follows no corpus convention; raises :class:`UnrecognisedName` when it looks like a
     corpus file but breaks that corpus' rules (song files, unselected ESD speakers, name/folder disagreements).
+    A name with a copy marker (``x (1).wav``, ``x - Copy.wav``) is parsed as ``x`` with ``copy=True``; a TESS file
+    whose name lost its speaker is recovered from its folder, with a ``note`` saying so.
     """
     path = Path(path)
-    stem = path.stem
+    stem, copy = path.stem, False
+    if (marked := _COPY_MARKER.match(stem)) and _parse_stem(path, marked.group(1), esd_speakers, crema_demographics):
+        stem, copy = marked.group(1), True
+    rec = _parse_stem(path, stem, esd_speakers, crema_demographics)
+    if rec is not None and copy:
+        rec = Recording(**{**asdict(rec), "copy": True})
+    return rec
+
+
+def _parse_stem(
+    path: Path, stem: str, esd_speakers: Iterable[str], crema_demographics: dict[str, str] | None
+) -> Recording | None:
     if m := _RAVDESS.match(stem):
         return _ravdess(path, m)
     if m := _CREMA.match(stem):
@@ -184,7 +244,7 @@ def parse_path(
         return _tess(path, m)
     if m := _SAVEE.match(stem):
         return _savee(path, m)
-    return None
+    return _tess_from_folder(path, stem)
 
 
 def harmonise_calm(emotion: str, calm: str) -> str | None:
@@ -198,25 +258,52 @@ def harmonise_calm(emotion: str, calm: str) -> str | None:
 
 @dataclass
 class Discovery:
-    """What ``discover`` found: the manifest (one row per usable recording) and the skipped files with reasons."""
+    """What ``discover`` found.
+
+    ``manifest``: one row per usable recording (:data:`MANIFEST_COLUMNS`). ``skipped``: every audio file not used,
+    with its ``kind`` of reason and the ``reason`` (:data:`SKIPPED_COLUMNS`). ``other``: the files that are not audio
+    (README, CSV, transcripts...), same columns; together the three tables hold every file under ``root``.
+    """
 
     root: Path
     manifest: pd.DataFrame
     skipped: pd.DataFrame
     params: dict[str, object] = field(default_factory=dict)
+    other: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
 
     def summary(self) -> str:
-        """A text summary: files per corpus and emotion, then skipped files grouped by reason."""
-        lines = [f"{len(self.manifest)} recordings under {self.root}"]
+        """A text summary: files per corpus and emotion, then skipped files grouped by kind of reason, each with a
+        count and one example (file and full reason), then the other (non-audio) files by extension."""
+        lines = [f"{len(self.manifest)} recordings under {display_path(self.root)}"]
         if len(self.manifest):
             table = pd.crosstab(self.manifest["corpus"], self.manifest["emotion"], margins=True, margins_name="total")
             lines.append(table.to_string())
+            notes = self.manifest[self.manifest["note"] != ""] if "note" in self.manifest.columns else []
+            for row in list(getattr(notes, "itertuples", lambda: [])())[:5]:
+                lines.append(f"  note: {row.recording_id}: {row.note}")
         lines.append(f"{len(self.skipped)} files skipped")
-        if len(self.skipped):
-            for reason, group in self.skipped.groupby("reason", sort=True):
-                example = Path(str(group["path"].iloc[0])).name
-                lines.append(f"  {len(group):5d}  {reason}  (e.g. {example})")
+        lines += _grouped(self.skipped)
+        if len(self.other):
+            ext = self.other["path"].map(lambda p: Path(str(p)).suffix.lower() or "(no extension)")
+            counts = ", ".join(f"{e} {n}" for e, n in ext.value_counts().sort_index().items())
+            lines.append(f"{len(self.other)} other files, not audio ({counts})")
         return "\n".join(lines)
+
+    def all_skipped(self) -> pd.DataFrame:
+        """``skipped`` and ``other`` in one table (what the manifest CLI writes beside the manifest)."""
+        return pd.concat([self.skipped, self.other], ignore_index=True)
+
+
+def _grouped(skipped: pd.DataFrame, *, indent: str = "  ") -> list[str]:
+    """One line per kind of reason: count, kind, and one example file with its full reason."""
+    lines = []
+    if not len(skipped):
+        return lines
+    kinds = skipped["kind"] if "kind" in skipped.columns else skipped["reason"]
+    for kind, group in skipped.groupby(kinds, sort=True):
+        path, reason = str(group["path"].iloc[0]), str(group["reason"].iloc[0])
+        lines.append(f"{indent}{len(group):5d}  {kind}  (e.g. {display_path(Path(path).name)}: {reason})")
+    return lines
 
 
 def _read_crema_demographics(root: Path) -> dict[str, str]:
@@ -232,35 +319,60 @@ def _read_crema_demographics(root: Path) -> dict[str, str]:
 
 
 def _probe(path: Path) -> dict[str, object]:
-    """Header facts without decoding: rate, channels, duration, frames at 22,050 Hz. Raises AudioError."""
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
-    if path.suffix.lower() == ".wav":
-        check_wav_header(path)
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioError(path, f"unreadable audio header ({err})") from err
-    if info.frames <= 0:
-        raise AudioError(path, "zero-length audio (no samples)")
-    duration = info.frames / info.samplerate
+    """Header facts (``audio.info``): rate, channels, duration, frames at 22,050 Hz, and a ``note`` for a repaired
+    stale header. Raises AudioError."""
+    found = audio.info(path)
+    duration = found.frames / found.sample_rate
     return {
-        "sample_rate": int(info.samplerate),
-        "channels": int(info.channels),
+        "sample_rate": int(found.sample_rate),
+        "channels": int(found.channels),
         "duration": round(duration, 4),
         "frames": frames_at(int(round(duration * SR))),
+        "note": "; ".join(found.notes),
     }
 
 
-def _audio_files(root: Path) -> list[Path]:
+def _is_blank(path: Path) -> str | None:
+    """Why a file holds no usable audio (decoded, down-mixed), or None when it does."""
+    try:
+        data, _, _ = audio.read(path)
+        y, _ = audio.downmix(data)
+    except (AudioError, ValueError) as err:
+        return getattr(err, "reason", str(err))
+    if not y.size or not np.all(np.isfinite(y)):
+        return "no finite samples"
+    peak = float(np.max(np.abs(y)))
+    return f"blank: all-silent audio (peak {peak:.2e})" if peak < audio.SILENCE_PEAK else None
+
+
+def _scan(root: Path) -> tuple[list[Path], list[dict[str, str]]]:
+    """Audio files under root (sorted, any depth) and the other files with the reason they are not used."""
     exts = set(AUDIO_EXTENSIONS)
-    found = []
+    found: list[Path] = []
+    other: list[dict[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
         for name in sorted(filenames):
-            if Path(name).suffix.lower() in exts and not name.startswith("._"):
-                found.append(Path(dirpath) / name)
-    return found
+            path = Path(dirpath) / name
+            if name.startswith("._"):
+                other.append(
+                    {
+                        "path": str(path),
+                        "kind": "macOS metadata",
+                        "reason": "macOS AppleDouble metadata ('._' twin of a file copied from a Mac)",
+                    }
+                )
+            elif Path(name).suffix.lower() in exts:
+                found.append(path)
+            else:
+                suffix = Path(name).suffix.lower() or "no extension"
+                other.append({"path": str(path), "kind": "not audio", "reason": f"not an audio file ({suffix})"})
+    return found, other
+
+
+def _preference(path: Path, rec: Recording) -> tuple[int, int]:
+    """Sort key among files of one recording: lossless before lossy, an original name before a copy's."""
+    return (0 if path.suffix.lower() in LOSSLESS_EXTENSIONS else 1, int(rec.copy))
 
 
 def discover(
@@ -289,68 +401,154 @@ def discover(
     Returns
     -------
     Discovery
-        ``manifest`` with the columns of ``MANIFEST_COLUMNS`` sorted by recording_id, and ``skipped`` (path, reason).
-        Duplicate copies of one recording (the Kaggle RAVDESS download holds two trees) keep the first path in sorted
-        order; the others are listed as skipped duplicates.
+        ``manifest`` with the columns of ``MANIFEST_COLUMNS`` sorted by recording_id, ``skipped`` and ``other``
+        (path, kind, reason).
+
+    Notes
+    -----
+    Files that carry one performance (:attr:`Recording.performance`: the same corpus name whatever its case, format,
+    copy marker or folder; RAVDESS audio-video and audio-only files) are one recording, kept once so that it cannot
+    cross a split: the lossless original is preferred over a lossy twin (CREMA-D's ``AudioMP3/`` beside
+    ``AudioWAV/``), an original name over a copy (``x (1).wav``), then the first path in sorted order; a file that
+    cannot be read or is blank never replaces a usable twin (blank CREMA-D MP3s). Every other file is listed in
+    ``skipped`` as a duplicate of the kept one, with the reason it lost.
     """
     from tqdm.auto import tqdm
 
     root = Path(root).expanduser()
     if not root.is_dir():
-        raise FileNotFoundError(f"data root {root} is not a folder")
+        raise FileNotFoundError(f"data root {display_path(root)} is not a folder")
     if calm not in CALM_MODES:
         raise ValueError(f"calm must be one of {CALM_MODES}, got {calm!r}")
     demographics = _read_crema_demographics(root)
     esd = frozenset(esd_speakers)
-    rows: list[dict[str, object]] = []
     skipped: list[dict[str, str]] = []
-    seen: dict[str, str] = {}
-    files = _audio_files(root)
-    for path in tqdm(files, desc="discover", unit="file", disable=not progress or len(files) < 200):
+    files, other = _scan(root)
+    groups: dict[str, list[tuple[Path, Recording]]] = {}
+    for path in files:
         try:
             rec = parse_path(path, esd_speakers=esd, crema_demographics=demographics)
         except UnrecognisedName as err:
-            skipped.append({"path": str(path), "reason": str(err)})
+            skipped.append({"path": str(path), "kind": err.kind, "reason": str(err)})
             continue
         if rec is None:
-            skipped.append({"path": str(path), "reason": "file name matches no corpus convention"})
+            skipped.append(
+                {"path": str(path), "kind": "no corpus convention", "reason": "file name matches no corpus convention"}
+            )
             continue
-        if rec.recording_id in seen:
-            skipped.append({"path": str(path), "reason": f"duplicate of {seen[rec.recording_id]}"})
+        if harmonise_calm(rec.emotion, calm) is None:
+            skipped.append({"path": str(path), "kind": "calm dropped", "reason": "calm dropped (param calm=drop)"})
             continue
-        emotion = harmonise_calm(rec.emotion, calm)
-        if emotion is None:
-            skipped.append({"path": str(path), "reason": "calm dropped (param calm=drop)"})
-            continue
-        row: dict[str, object] = {**asdict(rec), "emotion": emotion, "path": str(path.resolve())}
-        row.pop("stem")
-        row["recording_id"] = rec.recording_id
-        row["speaker_key"] = f"{rec.corpus}:{rec.speaker}"
-        if probe:
-            try:
-                row.update(_probe(path))
-            except AudioError as err:
-                skipped.append({"path": str(path), "reason": err.reason})
+        groups.setdefault(rec.performance, []).append((path, rec))
+    rows: list[dict[str, object]] = []
+    bar = tqdm(groups.values(), desc="discover", unit="rec", disable=not progress or len(groups) < 200)
+    for group in bar:
+        order = sorted(range(len(group)), key=lambda i: (_preference(*group[i]), i))
+        kept: tuple[Path, Recording] | None = None
+        kept_row: dict[str, object] = {}
+        losers: list[tuple[Path, str]] = []
+        for i in order:
+            path, rec = group[i]
+            if kept is not None:
+                losers.append((path, ""))
                 continue
-        seen[rec.recording_id] = str(path)
-        rows.append(row)
-    manifest = pd.DataFrame(rows, columns=[c for c in MANIFEST_COLUMNS if probe or c not in _PROBE_COLS])
+            row: dict[str, object] = {"note": rec.note}
+            try:
+                if probe:
+                    row.update(_probe(path))
+                    row["note"] = "; ".join(n for n in (rec.note, row["note"]) if n)
+                blank = _is_blank(path) if len(group) > 1 else None
+            except AudioError as err:
+                if len(group) == 1:
+                    skipped.append({"path": str(path), "kind": err.kind, "reason": err.reason})
+                    continue
+                blank = err.reason
+            if blank is not None:
+                losers.append((path, blank))
+                continue
+            kept, kept_row = (path, rec), row
+        if kept is None:
+            for path, why in losers:
+                skipped.append(
+                    {
+                        "path": str(path),
+                        "kind": "unusable duplicate",
+                        "reason": f"no usable file of this recording: {why}",
+                    }
+                )
+            continue
+        path, rec = kept
+        for lost, why in losers:
+            if why:
+                reason = f"duplicate of {kept[0]}, which was kept: this copy is unusable ({why})"
+            elif lost.suffix.lower() not in LOSSLESS_EXTENSIONS and path.suffix.lower() in LOSSLESS_EXTENSIONS:
+                reason = f"duplicate of {kept[0]} (the lossless original is kept)"
+            else:
+                reason = f"duplicate of {kept[0]}"
+            skipped.append({"path": str(lost), "kind": "duplicate", "reason": reason})
+        emotion = harmonise_calm(rec.emotion, calm)
+        out: dict[str, object] = {**asdict(rec), "emotion": emotion, "path": str(path.resolve())}
+        for key in ("stem", "copy"):
+            out.pop(key)
+        out["recording_id"] = rec.recording_id
+        out["speaker_key"] = f"{rec.corpus}:{rec.speaker}"
+        out.update(kept_row)
+        rows.append(out)
+    columns = [c for c in MANIFEST_COLUMNS if probe or c not in _PROBE_COLS]
+    manifest = pd.DataFrame(rows, columns=columns)
     manifest = manifest.sort_values("recording_id", kind="stable").reset_index(drop=True)
     assert set(manifest["emotion"]).issubset(EMOTIONS)
-    skipped_df = pd.DataFrame(skipped, columns=["path", "reason"])
+    skipped_df = pd.DataFrame(skipped, columns=SKIPPED_COLUMNS)
+    skipped_df = skipped_df.sort_values("path", kind="stable").reset_index(drop=True)
     params = {"esd_speakers": sorted(esd), "calm": calm}
-    return Discovery(root=root, manifest=manifest, skipped=skipped_df, params=params)
+    other_df = pd.DataFrame(other, columns=SKIPPED_COLUMNS)
+    return Discovery(root=root, manifest=manifest, skipped=skipped_df, params=params, other=other_df)
 
 
 _PROBE_COLS = {"sample_rate", "channels", "duration", "frames"}
-_STR_COLS = {"recording_id": str, "path": str, "corpus": str, "speaker": str, "speaker_key": str, "gender": str,
-             "emotion": str, "source_label": str, "split": str, "source": str, "augmentation": str}
+_STR_COLS = {
+    "recording_id": str,
+    "path": str,
+    "corpus": str,
+    "speaker": str,
+    "speaker_key": str,
+    "gender": str,
+    "emotion": str,
+    "source_label": str,
+    "split": str,
+    "source": str,
+    "augmentation": str,
+    "note": str,
+}
+ENCODING_ERRORS = "surrogateescape"
+"""How tables hold paths that are not valid UTF-8 (a Latin-1 byte in a file name): the bytes are written as they
+are and read back to the same path (Python's surrogate escapes), so every file can still be opened."""
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a manifest/splits CSV written by sefin, keeping ids such as RAVDESS speaker ``01`` as strings."""
-    head = pd.read_csv(path, nrows=0)
-    return pd.read_csv(path, dtype={c: t for c, t in _STR_COLS.items() if c in head.columns}, keep_default_na=False)
+    """Read a manifest/splits CSV written by sefin, keeping ids such as RAVDESS speaker ``01`` as strings (and
+    paths that are not valid UTF-8 byte for byte, see :data:`ENCODING_ERRORS`)."""
+    head = pd.read_csv(path, nrows=0, encoding_errors=ENCODING_ERRORS)
+    return pd.read_csv(
+        path,
+        dtype={c: t for c, t in _STR_COLS.items() if c in head.columns},
+        keep_default_na=False,
+        encoding_errors=ENCODING_ERRORS,
+    )
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a manifest/splits CSV atomically (temporary name, then rename); file names that are not valid UTF-8
+    are kept byte for byte (:data:`ENCODING_ERRORS`), so that :func:`read_table` gives back paths that open."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        df.to_csv(tmp, index=False, encoding="utf-8", errors=ENCODING_ERRORS)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         "--esd-speakers", default="english", help="'english' (0011-0020), 'all', or comma-separated ids"
     )
     args = parser.parse_args(argv)
+    audio.safe_output(sys.stdout)
     spk = args.esd_speakers.lower()
     esd = ESD_ENGLISH if spk == "english" else ESD_ENGLISH + ESD_MANDARIN if spk == "all" else spk.split(",")
     try:
@@ -371,10 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    found.manifest.to_csv(args.output, index=False)
+    write_table(found.manifest, args.output)
     skipped_path = args.skipped or args.output.with_suffix(".skipped.csv")
-    found.skipped.to_csv(skipped_path, index=False)
+    everything = found.all_skipped()
+    write_table(everything, skipped_path)
     print(found.summary())
-    print(f"wrote {args.output} ({len(found.manifest)} rows) and {skipped_path} ({len(found.skipped)} rows)")
+    print(
+        f"wrote {display_path(args.output)} ({len(found.manifest)} rows) and {display_path(skipped_path)} "
+        f"({len(everything)} rows: {len(found.skipped)} skipped audio files, {len(found.other)} other files)"
+    )
     return 0 if len(found.manifest) else 1

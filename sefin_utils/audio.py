@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from sefin_utils.constants import DURATION_S, FRAME_LENGTH, HOP_LENGTH, OFFSET_S, SR
+from sefin_utils.constants import DURATION_S, FRAME_LENGTH, OFFSET_S, SR
 
 SNDFILE_EXTENSIONS: tuple[str, ...] = tuple(".wav .wave .flac .ogg .oga .opus .aiff .aif .aifc .caf .mp3".split())
 """Extensions read with soundfile (libsndfile 1.1+ reads MP3 and OGG/Opus itself)."""
@@ -783,18 +783,19 @@ def load_clip(path: str | Path, *, sr: int = SR, offset: float = OFFSET_S, durat
     return clip
 
 
-def valid_frame_mask(
-    valid: tuple[int, int], n_samples: int, *, frame_length: int = FRAME_LENGTH, hop_length: int = HOP_LENGTH
-) -> np.ndarray:
-    """Boolean mask over center=False frames: True where a frame overlaps the real samples ``[start, stop)``."""
-    if n_samples < frame_length:
-        raise ValueError(f"a signal of {n_samples} samples has no {frame_length}-sample frame")
-    n_frames = 1 + (n_samples - frame_length) // hop_length
-    begins = np.arange(n_frames) * hop_length
-    start, stop = valid
-    return (begins < stop) & (begins + frame_length > start)
+def valid_frame_mask(valid: tuple[int, int], n_samples: int) -> np.ndarray:
+    """Boolean mask over center=False frames: True where a frame overlaps the real samples ``[start, stop)``.
+
+    The one definition is :func:`sefin_utils.features.valid_frame_mask`; this name is kept for old callers.
+    """
+    from sefin_utils import features
+
+    return features.valid_frame_mask(valid, n_samples)
 
 
-def frames_at(n_samples: int, *, frame_length: int = FRAME_LENGTH, hop_length: int = HOP_LENGTH) -> int:
-    """Number of center=False frames in a signal of ``n_samples`` (0 when shorter than one frame)."""
-    return 0 if n_samples < frame_length else 1 + (n_samples - frame_length) // hop_length
+def frames_at(n_samples: int) -> int:
+    """Number of center=False frames in a signal of ``n_samples`` (:func:`sefin_utils.features.n_frames`), 0 when
+    shorter than one frame."""
+    from sefin_utils import features
+
+    return 0 if n_samples < FRAME_LENGTH else features.n_frames(n_samples)

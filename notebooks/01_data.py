@@ -65,15 +65,15 @@ if importlib.util.find_spec("sefin_utils") is None:
 import pandas as pd
 from IPython.display import Audio, display
 
-from sefin_utils import audio, corpora, pipeline, splits
+from sefin_utils import audio, corpora, runs, splits
 from sefin_utils.constants import SR
 from sefin_utils.plots import data as plots
 
-P = pipeline.stage_params(profile, params)
+P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
-root = pipeline.data_root(P)  # a null data_root writes the generated demo corpus into the run folder
-if pipeline.is_generated(P):
+root = runs.data_root(P)  # a null data_root writes the generated demo corpus into the run folder
+if runs.is_generated(P):
     print(f"GENERATED demo corpus (synthetic prosody, not real speech) in {root}")
 else:
     print(f"data root: {root}")
@@ -84,10 +84,10 @@ else:
 # the corpus' own label, and what the file header says (sample rate, channels, duration, frames).
 
 # %%
-found = corpora.discover(root, esd_speakers=pipeline.esd_speakers(P), calm=P["calm"])
+found = corpora.discover(root, esd_speakers=runs.esd_speakers(P), calm=P["calm"])
 manifest, skipped = found.manifest, found.skipped
-pipeline.write_table(manifest, RUN / "manifest.csv")
-pipeline.write_table(skipped, RUN / "skipped.csv")
+runs.write_table(manifest, RUN / "manifest.csv")
+runs.write_table(skipped, RUN / "skipped.csv")
 print(found.summary())
 manifest.head()
 
@@ -137,5 +137,5 @@ plots.plot_splits(tables, path=FIG / "01_splits.png")
 # %%
 chosen = tables[P["protocol"]]
 splits.check_no_leak(chosen)
-pipeline.write_table(chosen, RUN / "splits.csv")
+runs.write_table(chosen, RUN / "splits.csv")
 print(f"protocol {P['protocol']!r} saved to {RUN / 'splits.csv'}: {chosen['split'].value_counts().to_dict()}")

@@ -65,9 +65,9 @@ if importlib.util.find_spec("sefin_utils") is None:
 # %%
 from IPython.display import display
 
-from sefin_utils import pipeline, ser
+from sefin_utils import runs, ser
 
-P = pipeline.stage_params(profile, params)
+P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
 
@@ -77,7 +77,7 @@ FIG = RUN / "figures"
 # (train split only by default) and the Kaggle summary vector of every clip, computed on its real samples.
 
 # %%
-store = pipeline.open_store(P)
+store = runs.open_store(P)
 print(store)
 store.index.pivot_table(index="split", columns="augmentation", values="clip_id", aggfunc="count", fill_value=0)
 
@@ -87,7 +87,7 @@ store.index.pivot_table(index="split", columns="augmentation", values="clip_id",
 # 162-dim vector; trained on augmented train clips, selected on validation loss, tested once.
 
 # %%
-baseline_params = pipeline.ser_params(P, variants=["baseline"], ablation=False)  # the ablation belongs to stage 5
+baseline_params = runs.ser_params(P, variants=["baseline"], ablation=False)  # the ablation belongs to stage 5
 results = ser.run_experiments(store, None, RUN / "baseline", params=baseline_params)
 summary = ser.summary_table(results)
 display(summary[["variant", "n_seeds", "val_macro_f1_mean", "test_accuracy_mean", "test_macro_f1_mean", "test_uar_mean",
@@ -98,4 +98,4 @@ display(summary[["variant", "n_seeds", "val_macro_f1_mean", "test_accuracy_mean"
 # Confusion matrix (test split, best seed) and the training curves of each baseline model.
 
 # %%
-BASELINE_FIGURES = pipeline.ser_figures(RUN / "baseline", FIG, prefix="02_baseline")
+BASELINE_FIGURES = runs.ser_figures(RUN / "baseline", FIG, prefix="02_baseline")

@@ -62,15 +62,15 @@ if importlib.util.find_spec("sefin_utils") is None:
 import numpy as np
 from IPython.display import Audio, display
 
-from sefin_utils import features, pipeline
+from sefin_utils import features, runs
 from sefin_utils.constants import SR
 from sefin_utils.plots import data as plots
 
-P = pipeline.stage_params(profile, params)
+P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
 (RUN / "frames_labels").mkdir(exist_ok=True)
-store = pipeline.open_store(P)
+store = runs.open_store(P)
 print(store)
 index = store.index
 
@@ -111,10 +111,10 @@ for name, y in waves.items():
 # %%
 rng = np.random.default_rng(int(P["seed"]))
 check_rows = np.sort(rng.choice(len(store), size=min(6, len(store)), replace=False))
-errors = pipeline.label_spot_check(store, check_rows)
+errors = runs.label_spot_check(store, check_rows)
 if P["tuning"] != "per_frame":
     print(f"tuning = {P['tuning']}: Chroma is fixed-tuning by choice, so it differs from the per-frame loop by design")
-pipeline.write_table(errors, RUN / "frames_labels" / "exactness.csv")
+runs.write_table(errors, RUN / "frames_labels" / "exactness.csv")
 worst = errors.groupby("feature", sort=False)[["max_abs_error", "rel_error"]].max()
 plots.plot_label_errors(errors, path=FIG / "03_label_errors.png")
 display(worst)

@@ -65,12 +65,12 @@ if importlib.util.find_spec("sefin_utils") is None:
 # %%
 from IPython.display import display
 
-from sefin_utils import fins, pipeline
+from sefin_utils import fins, runs
 
-P = pipeline.stage_params(profile, params)
+P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
-store = pipeline.open_store(P)
+store = runs.open_store(P)
 print(store)
 
 # %% [markdown]
@@ -81,10 +81,10 @@ print(store)
 
 # %%
 if P["fins_from"]:
-    table = pipeline.reuse_fins(store, P["fins_from"], RUN / "fins")
+    table = runs.reuse_fins(store, P["fins_from"], RUN / "fins")
 else:
-    table = fins.train_all(store, RUN / "fins", **pipeline.fin_options(P, store))["table"]
-pipeline.write_table(table, RUN / "fins" / "r2.csv")
+    table = fins.train_all(store, RUN / "fins", **runs.fin_options(P, store))["table"]
+runs.write_table(table, RUN / "fins" / "r2.csv")
 
 # %% [markdown]
 # ## R² beside the study's
@@ -100,4 +100,4 @@ display(table[cols])
 # Predicted against true values per FIN (test frames), and one utterance's features over time, librosa beside FIN.
 
 # %%
-FIN_FIGURES = pipeline.fin_figures(store, RUN / "fins", FIG, prefix="04_fins")
+FIN_FIGURES = runs.fin_figures(store, RUN / "fins", FIG, prefix="04_fins")

@@ -62,19 +62,19 @@ if importlib.util.find_spec("sefin_utils") is None:
 # %%
 from IPython.display import display
 
-from sefin_utils import pipeline, ser
+from sefin_utils import runs, ser
 
-P = pipeline.stage_params(profile, params)
+P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
-store = pipeline.open_store(P)
+store = runs.open_store(P)
 print(store)
 
 # %% [markdown]
 # ## End-to-end variants (and the ablation when `ablation: true`)
 
 # %%
-results = ser.run_experiments(store, RUN / "fins", RUN / "ser", params=pipeline.ser_params(P))
+results = ser.run_experiments(store, RUN / "fins", RUN / "ser", params=runs.ser_params(P))
 summary = ser.summary_table(results)
 display(summary[["variant", "kind", "n_seeds", "val_macro_f1_mean", "test_accuracy_mean", "test_macro_f1_mean",
                  "test_uar_mean", "ood_accuracy_mean", "study_accuracy", "study_macro_f1", "s_per_epoch"]])
@@ -84,7 +84,7 @@ display(summary[["variant", "kind", "n_seeds", "val_macro_f1_mean", "test_accura
 # Confusion matrices, training curves and, with the ablation, the marginal effect of each feature's source.
 
 # %%
-SER_FIGURES = pipeline.ser_figures(RUN / "ser", FIG, prefix="05_ser")
+SER_FIGURES = runs.ser_figures(RUN / "ser", FIG, prefix="05_ser")
 
 # %% [markdown]
 # ## The run's model bundle
@@ -92,6 +92,6 @@ SER_FIGURES = pipeline.ser_figures(RUN / "ser", FIG, prefix="05_ser")
 # `model/` with its preprocessing and a card; `python -m sefin_utils predict` and the report use it.
 
 # %%
-bundle_dir = pipeline.save_run_bundle(P, store)
+bundle_dir = runs.save_run_bundle(P, store)
 print(f"bundle: {bundle_dir}")
 print((bundle_dir / "card.json").read_text()[:1500])

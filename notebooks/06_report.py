@@ -60,11 +60,11 @@ import json
 import pandas as pd
 from IPython.display import HTML, Image, display
 
-from sefin_utils import pipeline, predict, report
+from sefin_utils import predict, report, runs
 from sefin_utils.bundle import EmotionClassifier
 from sefin_utils.plots import predict as predict_plots
 
-P = pipeline.stage_params(profile, params)
+P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
 banner = report.banner_text(RUN)
@@ -117,7 +117,7 @@ pd.DataFrame({"file": [Path(p).name for p in test["path"]], "true": test["emotio
 
 # %%
 variant = json.loads((RUN / "model" / "card.json").read_text())["variant"]
-main = pipeline.main_figures(FIG, variant=variant)
+main = runs.main_figures(FIG, variant=variant)
 report.set_main_figures(RUN, main)
 index = report.build_index(RUN, Path(P["report_dir"]))
 print(f"report index: {index}; bundle model: {variant}")

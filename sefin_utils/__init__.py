@@ -4,7 +4,8 @@ The package holds all logic; the stage notebooks in ``notebooks/`` stay thin.
 Modules: ``constants`` (sample rate, framing, vocabulary), ``corpora`` (parsers, ``discover``), ``splits``,
 ``audio`` (loading, fixed windows), ``synth`` (generated demo corpus), ``features`` (the feature registry and
 exact per-frame labels), ``augment``, ``cache`` (on-disk clip/label caches), ``fins``, ``ser``, ``metrics``,
-``plots``, ``report``, ``pipeline`` (papermill runner and CLI), ``predict``.
+``plots``, ``report``, ``profile`` (typed params), ``stages`` (the stage list), ``runs`` (what the notebooks call),
+``runner`` (papermill, stamps and the ``run`` command), ``predict``.
 """
 
 from __future__ import annotations

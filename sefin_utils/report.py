@@ -217,7 +217,7 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
     each stage's HTML (with and without code; a failed stage's kept notebook), the results, the skipped files,
     the params.
     """
-    from sefin_utils.pipeline import STAGES
+    from sefin_utils.stages import STAGES
 
     run_dir, report_dir = Path(run_dir), Path(report_dir)
     stages = STAGES if stages is None else stages

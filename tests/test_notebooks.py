@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from sefin_utils import pipeline
+from sefin_utils import profile, runner, stages
 
-NOTEBOOKS = pipeline.NOTEBOOKS_DIR
-PARAMS = pipeline.PARAMS_DIR
-STAGE_STEMS = [s.notebook for s in pipeline.STAGES]
+NOTEBOOKS = stages.NOTEBOOKS_DIR
+PARAMS = profile.PARAMS_DIR
+STAGE_STEMS = [s.notebook for s in stages.STAGES]
 PROFILES = ("demo", "sample", "kaggle", "tiny")
 
 
@@ -91,24 +91,25 @@ def test_install_cell_finds_the_checkout_when_sefin_is_not_importable(tmp_path: 
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, str(script)], cwd=NOTEBOOKS, env=env, capture_output=True, text=True,
                          timeout=120, check=True).stdout.splitlines()
-    assert Path(out[0]).resolve() == (pipeline.REPO_ROOT / "sefin_utils" / "__init__.py").resolve()
+    assert Path(out[0]).resolve() == (profile.REPO_ROOT / "sefin_utils" / "__init__.py").resolve()
     assert out[1] == ""
 
 
-@pytest.mark.parametrize("profile", PROFILES)
-def test_profiles_load_and_document_every_key(profile: str) -> None:
-    path = PARAMS / f"{profile}.yaml"
+@pytest.mark.parametrize("name", PROFILES)
+def test_profiles_load_and_document_every_key(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each profile is an overlay of base.yaml (every key documented there; see tests/test_profile.py): every key
+    line carries a comment, and the resolved profile has base's keys, seed first, with its run and report folders."""
+    path = PARAMS / f"{name}.yaml"
     text = path.read_text()
-    raw = yaml.safe_load(text)
-    assert next(iter(raw)) == "seed", f"{path.name}: seed comes first"
     for line in text.splitlines():
         if re.match(r"^\w+:", line):
             assert "#" in line, f"{path.name}: key without a comment: {line!r}"
-    demo_keys = set(yaml.safe_load((PARAMS / "demo.yaml").read_text()))
-    assert set(raw) == demo_keys, f"{path.name} keys differ from demo.yaml: {set(raw) ^ demo_keys}"
-    if profile != "kaggle":  # kaggle's data root needs /kaggle/input
-        P = pipeline.load_profile(profile)
-        assert P["run_dir"].endswith(f"runs/{profile}") and P["report_dir"].endswith(f"reports/{profile}")
+    base_keys = set(yaml.safe_load((PARAMS / "base.yaml").read_text()))
+    monkeypatch.setattr(profile, "find_kaggle_root", lambda: "/kaggle/input")  # kaggle's data root: auto
+    P = profile.load_profile(name)
+    assert next(iter(P)) == "seed", f"{path.name}: seed comes first"
+    assert set(P) == base_keys | {"profile"}, f"{path.name} keys differ from base.yaml: {set(P) ^ base_keys}"
+    assert P["run_dir"].endswith(f"runs/{name}") and P["report_dir"].endswith(f"reports/{name}")
 
 
 def test_e2e_tiny_pipeline_through_papermill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,12 +117,12 @@ def test_e2e_tiny_pipeline_through_papermill(tmp_path: Path, monkeypatch: pytest
     HTML; a second run skips every stage."""
     # the sefin_utils source is part of each stamp: hold it fixed, so that edits made meanwhile in a shared working
     # tree cannot turn the second run's skips into reruns
-    monkeypatch.setattr(pipeline, "code_digest", lambda *a, **k: "e2e")
+    monkeypatch.setattr(runner, "code_digest", lambda *a, **k: "e2e")
     overrides = {"run_dir": str(tmp_path / "runs" / "tiny"), "report_dir": str(tmp_path / "reports" / "tiny")}
     lines: list[str] = []
-    result = pipeline.run("tiny", overrides=overrides, log=lines.append, progress_bar=False)
+    result = runner.run("tiny", overrides=overrides, log=lines.append, progress_bar=False)
     print("\n".join(lines))
-    assert result.status == {s.name: "ran" for s in pipeline.STAGES}
+    assert result.status == {s.name: "ran" for s in stages.STAGES}
     run_dir, report_dir = tmp_path / "runs" / "tiny", tmp_path / "reports" / "tiny"
     for stem in STAGE_STEMS:
         for suffix in (".html", ".nocode.html"):
@@ -139,5 +140,5 @@ def test_e2e_tiny_pipeline_through_papermill(tmp_path: Path, monkeypatch: pytest
     assert list((report_dir / "figures").glob("*.png"))
     card = json.loads((run_dir / "model" / "card.json").read_text())
     assert card["data"]["generated"] is True
-    again = pipeline.run("tiny", overrides=overrides, log=lines.append, progress_bar=False)
+    again = runner.run("tiny", overrides=overrides, log=lines.append, progress_bar=False)
     assert set(again.status.values()) == {"skipped"}

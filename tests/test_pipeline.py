@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sefin_utils import pipeline
-from sefin_utils.pipeline import Stage, StageFailed
+from sefin_utils import profile, runner
+from sefin_utils.runner import Stage, StageFailed
 
 HEADER = """# ---
 # jupyter:
@@ -69,7 +69,7 @@ STAGES = (
 @pytest.fixture(autouse=True)
 def _fixed_code_digest(monkeypatch: pytest.MonkeyPatch) -> None:
     """The sefin_utils source is part of every stamp; other work on it must not change these tests' outcome."""
-    monkeypatch.setattr(pipeline, "code_digest", lambda *a, **k: "code")
+    monkeypatch.setattr(runner, "code_digest", lambda *a, **k: "code")
 
 
 @pytest.fixture()
@@ -89,7 +89,7 @@ def project(tmp_path: Path) -> Path:
 
 def _run(project: Path, stages=STAGES, **kw):
     lines: list[str] = []
-    result = pipeline.run(
+    result = runner.run(
         "t", stages=stages, notebooks_dir=project / "notebooks", params_dir=project / "params", root=project,
         log=lines.append, progress_bar=False, **kw,
     )
@@ -97,7 +97,7 @@ def _run(project: Path, stages=STAGES, **kw):
 
 
 def test_load_profile_overrides_and_derived_paths(project: Path) -> None:
-    P = pipeline.load_profile("t", overrides={"x": pipeline.parse_value("5")}, params_dir=project / "params",
+    P = profile.load_profile("t", overrides={"x": profile.parse_value("5")}, params_dir=project / "params",
                               root=project)
     assert list(P)[0] == "seed"
     assert P["x"] == 5 and P["y"] == [1, 2]
@@ -105,9 +105,9 @@ def test_load_profile_overrides_and_derived_paths(project: Path) -> None:
     assert P["run_dir"] == str(project / "runs" / "t") and P["report_dir"] == str(project / "reports" / "t")
     assert P["data_root"] is None
     with pytest.raises(KeyError, match="unknown param"):
-        pipeline.load_profile("t", overrides={"xx": 1}, params_dir=project / "params", root=project)
+        profile.load_profile("t", overrides={"xx": 1}, params_dir=project / "params", root=project)
     with pytest.raises(FileNotFoundError, match="no profile 'nope'"):
-        pipeline.load_profile("nope", params_dir=project / "params", root=project)
+        profile.load_profile("nope", params_dir=project / "params", root=project)
 
 
 def test_missing_data_root_stops_before_any_stage(project: Path) -> None:
@@ -117,21 +117,21 @@ def test_missing_data_root_stops_before_any_stage(project: Path) -> None:
 
 
 def test_parse_value_types_like_yaml() -> None:
-    assert pipeline.parse_value("3") == 3
-    assert pipeline.parse_value("0.5") == 0.5
-    assert pipeline.parse_value("null") is None
-    assert pipeline.parse_value("[0, 1]") == [0, 1]
-    assert pipeline.parse_value("true") is True
-    assert pipeline.parse_value("speaker") == "speaker"
+    assert profile.parse_value("3") == 3
+    assert profile.parse_value("0.5") == 0.5
+    assert profile.parse_value("null") is None
+    assert profile.parse_value("[0, 1]") == [0, 1]
+    assert profile.parse_value("true") is True
+    assert profile.parse_value("speaker") == "speaker"
 
 
 def test_select_stages_by_name_number_and_from() -> None:
-    names = [s.name for s in pipeline.select_stages(pipeline.STAGES, only=["fins", "1", "06_report"])]
+    names = [s.name for s in runner.select_stages(runner.STAGES, only=["fins", "1", "06_report"])]
     assert names == ["data", "fins", "report"]
-    assert [s.name for s in pipeline.select_stages(pipeline.STAGES, start="ser_with_fins")] == ["ser_with_fins",
+    assert [s.name for s in runner.select_stages(runner.STAGES, start="ser_with_fins")] == ["ser_with_fins",
                                                                                                  "report"]
     with pytest.raises(ValueError, match="unknown stage 'nope'"):
-        pipeline.select_stages(pipeline.STAGES, only=["nope"])
+        runner.select_stages(runner.STAGES, only=["nope"])
 
 
 def test_unchanged_stages_are_skipped_and_changes_rerun(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,7 +165,7 @@ def test_unchanged_stages_are_skipped_and_changes_rerun(project: Path, monkeypat
     assert (run_dir / "b.txt").read_text() == "444"
 
     # a change to the sefin_utils source reruns every stage
-    monkeypatch.setattr(pipeline, "code_digest", lambda *a, **k: "code, edited")
+    monkeypatch.setattr(runner, "code_digest", lambda *a, **k: "code, edited")
     result, _ = _run(project, overrides={"x": 4})
     assert result.status == {"a": "ran", "b": "ran"}
 
@@ -181,7 +181,7 @@ def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Pa
     stages = (*STAGES[:1], Stage("fail", "03_fail", outputs=()), Stage("b", "02_b", outputs=("b.txt",)))
     lines: list[str] = []
     with pytest.raises(StageFailed) as info:
-        pipeline.run("t", stages=stages, notebooks_dir=project / "notebooks", params_dir=project / "params",
+        runner.run("t", stages=stages, notebooks_dir=project / "notebooks", params_dir=project / "params",
                      root=project, log=lines.append, progress_bar=False)
     msg = str(info.value)
     assert "stage 'fail'" in msg and "03_fail.py" in msg
@@ -198,14 +198,14 @@ def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Pa
 
 
 def test_cli_exit_codes(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    assert pipeline.main(["--profile", "does-not-exist"]) == 2
+    assert runner.main(["--profile", "does-not-exist"]) == 2
     assert "no profile" in capsys.readouterr().err
     stages = (*STAGES[:1], Stage("fail", "03_fail", outputs=()))
-    monkeypatch.setattr(pipeline, "STAGES", stages)
-    monkeypatch.setattr(pipeline, "NOTEBOOKS_DIR", project / "notebooks")
-    monkeypatch.setattr(pipeline, "PARAMS_DIR", project / "params")
-    monkeypatch.setattr(pipeline, "REPO_ROOT", project)
-    assert pipeline.main(["--profile", "t", "--from", "fail", "-p", "x", "2"]) == 1
+    monkeypatch.setattr(runner, "STAGES", stages)
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", project / "notebooks")
+    monkeypatch.setattr(runner, "PARAMS_DIR", project / "params")
+    monkeypatch.setattr(runner, "REPO_ROOT", project)
+    assert runner.main(["--profile", "t", "--from", "fail", "-p", "x", "2"]) == 1
     err = capsys.readouterr().err
     assert "stage 'fail'" in err and "ZeroDivisionError" in err
 

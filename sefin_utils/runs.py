@@ -1,0 +1,436 @@
+"""What the stage notebooks call: the run's params, data root, split table, clip store, FIN and classifier options,
+the run's model bundle and the stage figures.
+
+The notebooks' first call is :func:`stage_params` (the resolved, validated params, with the run folder made); the
+others take that dict ``P``. Each function reads only the keys it names with ``P["key"]``: the runner derives every
+stage's params from those reads (see :mod:`sefin_utils.stages`), so a stage's stamp changes only with them.
+
+Examples
+--------
+>>> from sefin_utils import runs
+>>> P = runs.stage_params("tiny")  # doctest: +SKIP
+>>> store = runs.open_store(P)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sefin_utils import io, profile
+from sefin_utils.profile import DERIVED_KEYS, SCHEMA
+
+
+def stage_params(
+    profile_name: str = profile.DEFAULT_PROFILE, params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a stage notebook calls first: the resolved, validated params, with the run folder made and params.json
+    written.
+
+    The runner passes the fully resolved dict as ``params`` (it is validated again, not re-resolved); a notebook run
+    on its own (Kaggle, Colab, papermill by hand) resolves the profile ``profile_name`` with ``params`` as overrides,
+    validated exactly as the command line's ``-p``.
+
+    Raises
+    ------
+    UnknownParamError, ParamError
+        An unknown key (``calm_mode`` for ``calm``) or a value of the wrong type, named, before anything is written.
+    """
+    params = dict(params or {})
+    if all(params.get(k) for k in DERIVED_KEYS) and set(SCHEMA) <= set(params):  # resolved by the runner
+        P = profile.validate(params, where="passed to the stage notebook")
+        P["data_root"] = profile.resolve_data_root(P["data_root"])
+    else:
+        P = profile.load_profile(profile_name, overrides=params)
+    run_dir = Path(P["run_dir"])
+    (run_dir / "figures").mkdir(parents=True, exist_ok=True)
+    target = run_dir / "params.json"
+    if not target.is_file() or json.loads(target.read_text()) != P:
+        io.write_json(target, P)
+    return P
+
+
+def generated_data_root(P: Mapping[str, Any]) -> Path:
+    """Where the generated demo corpus lives for a run whose ``data_root`` is null: ``<run_dir>/demo-data``."""
+    return Path(P["run_dir"]) / "demo-data"
+
+
+def data_root(P: Mapping[str, Any]) -> Path:
+    """The folder to discover corpora in; writes the generated demo corpus first when ``data_root`` is null.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``data_root`` is set but is not a folder.
+    """
+    if P["data_root"]:
+        root = Path(P["data_root"])
+        if not root.is_dir():
+            raise FileNotFoundError(f"data_root {root} is not a folder (param data_root of profile {P['profile']})")
+        return root
+    from sefin_utils import synth
+
+    root = generated_data_root(P)
+    if not (root.is_dir() and synth.is_generated(root)):
+        synth.write_demo_corpus(root, seed=P["seed"], scale=P["demo_scale"])
+    return root
+
+
+def is_generated(P: Mapping[str, Any]) -> bool:
+    """True when the run's data is sefin's generated demo corpus (every report says so at the top)."""
+    if not P["data_root"]:
+        return True
+    from sefin_utils import synth
+
+    return bool(synth.is_generated(Path(P["data_root"])))
+
+
+def esd_speakers(P: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``esd_speakers`` param as speaker ids: ``english`` (0011-0020), ``mandarin``, ``all`` or a list of ids
+    (validated by :mod:`sefin_utils.profile`: ids are 4-digit text, ``[0011, 0012]`` -> ``("0011", "0012")``)."""
+    from sefin_utils import corpora
+
+    value = P["esd_speakers"]
+    named = {
+        "english": corpora.ESD_ENGLISH,
+        "mandarin": corpora.ESD_MANDARIN,
+        "all": corpora.ESD_MANDARIN + corpora.ESD_ENGLISH,
+    }
+    if isinstance(value, str):
+        return tuple(named[value])
+    return tuple(value)
+
+
+CACHE_KEYS: tuple[str, ...] = ("offset", "duration", "augmentations", "augment_splits", "seed", "tail_frames", "tuning")
+"""The params :func:`sefin_utils.cache.build` reads (same names in the profile and in the cache)."""
+
+
+def cache_params(P: Mapping[str, Any]) -> dict[str, Any]:
+    """The params :func:`sefin_utils.cache.build` reads, from a resolved profile (same names, no renaming)."""
+    return {
+        "offset": P["offset"],
+        "duration": P["duration"],
+        "augmentations": list(P["augmentations"] or []),
+        "augment_splits": list(P["augment_splits"] or []),
+        "seed": P["seed"],
+        "tail_frames": P["tail_frames"],
+        "tuning": P["tuning"],
+    }
+
+
+def load_splits(P: Mapping[str, Any]) -> Any:
+    """The run's split table (``<run_dir>/splits.csv``, written by the data stage).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the data stage has not run.
+    """
+    from sefin_utils import corpora
+
+    path = Path(P["run_dir"]) / "splits.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist: run the data stage first (python -m sefin_utils run "
+            f"--profile {P['profile']} --only data)"
+        )
+    return corpora.read_table(path)
+
+
+def open_store(P: Mapping[str, Any], splits_df: Any = None, *, progress: bool = True) -> Any:
+    """Build or read back the run's clip store (``<run_dir>/cache``) for its split table."""
+    from sefin_utils import cache
+
+    splits_df = load_splits(P) if splits_df is None else splits_df
+    return cache.build(
+        splits_df, Path(P["run_dir"]) / "cache", params=cache_params(P), workers=P["workers"], progress=progress
+    )
+
+
+def ser_params(P: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """The params :func:`sefin_utils.ser.run_experiments` reads, from a resolved profile (``extra`` wins).
+
+    The profile's ``ser_*`` keys meet ``run_experiments``' shorter names here (``ser_epochs`` -> ``epochs``): the
+    one place where a key changes its name, until ``run_experiments`` takes the profile's names.
+    """
+    out = {
+        "head": P["ser_head"],
+        "heads": list(P["ser_heads"]),
+        "calm": P["calm"],
+        "epochs": P["ser_epochs"],
+        "batch_size": P["ser_batch_size"],
+        "lr": P["ser_lr"],
+        "seeds": list(P["seeds"] or [P["seed"]]),
+        "patience": P["ser_patience"],
+        "class_weight": P["class_weight"],
+        "variants": list(P["ser_variants"]),
+        "ablation": P["ablation"],
+        "ablation_epochs": P["ablation_epochs"],
+        "protocol": P["protocol"],
+        "train_augmentations": P["ser_train_augmentations"],
+        "progress": True,
+    }
+    out.update(extra)
+    return out
+
+
+def write_table(df: Any, path: str | os.PathLike) -> Path:
+    """Write a DataFrame as CSV atomically (:func:`sefin_utils.io.write_csv`)."""
+    return io.write_csv(df, path)
+
+
+def label_spot_check(store: Any, rows: Sequence[int]) -> Any:
+    """Compare the cached labels of some clips with the per-frame librosa loop (the study's definition).
+
+    Returns a DataFrame with one row per clip and feature: ``max_abs_error``, the feature's ``range`` on that clip
+    and ``rel_error`` = error / range (the bound is 1e-4).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from sefin_utils import features
+
+    tail = bool(store.params.get("tail_frames", False)) if getattr(store, "params", None) else False
+    out = []
+    for i in rows:
+        ref = features.reference_frame_labels(np.asarray(store.clips[i]), names=list(store.labels), tail_frames=tail)
+        for name, want in ref.items():
+            got = np.asarray(store.labels[name][i])
+            err = float(np.max(np.abs(got - want)))
+            rng = float(np.ptp(want)) or 1.0
+            out.append(
+                {
+                    "clip_id": store.index["clip_id"].iloc[i],
+                    "feature": name,
+                    "max_abs_error": err,
+                    "range": rng,
+                    "rel_error": err / rng,
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def fin_options(P: Mapping[str, Any], store: Any) -> dict[str, Any]:
+    """Keyword arguments of :func:`sefin_utils.fins.train_all` from a resolved profile.
+
+    The profile's ``fin_*`` keys meet ``train_all``'s shorter keywords here (``fin_epochs`` -> ``epochs``).
+
+    ``fin_max_clips`` (when set) trains on a seeded random subset of that many train clips (augmented copies
+    included), so that the slow ``study`` topologies or a quick demo fit in their time.
+    """
+    import numpy as np
+
+    out: dict[str, Any] = {
+        "arch": P["fin_arch"],
+        "init": P["fin_init"],
+        "epochs": P["fin_epochs"],
+        "batch_size": P["fin_batch_size"],
+        "lr": P["fin_lr"],
+        "strategy": P["fin_strategy"],
+        "seed": P["seed"],
+        "patience": P["fin_patience"],
+        "verbose": 2,
+    }
+    cap = P["fin_max_clips"]
+    if cap is not None:
+        train = store.select(split="train")
+        if len(train) > cap:
+            pick = np.random.default_rng(P["seed"]).choice(len(train), size=cap, replace=False)
+            out["train_rows"] = np.sort(train[pick])
+    return out
+
+
+def reuse_fins(store: Any, source: str | os.PathLike, fins_dir: Path) -> Any:
+    """Copy trained FINs (``<feature>.keras`` + ``.json``, e.g. from another run) into ``fins_dir`` and score them
+    on this run's test and ESD frames; returns the R² table in the layout of ``fins.train_all``'s."""
+    import numpy as np
+    import pandas as pd
+
+    from sefin_utils import fins
+
+    source, fins_dir = Path(os.path.expanduser(str(source))), Path(fins_dir)
+    found = [n for n in fins.FIN_NAMES if (source / f"{n}.keras").is_file()]
+    if not found:
+        raise FileNotFoundError(f"fins_from {source}: no <feature>.keras files ({', '.join(fins.FIN_NAMES)})")
+    fins_dir.mkdir(parents=True, exist_ok=True)
+    rows = {
+        "test": store.select(split="test", augmentation="orig"),
+        "ood": store.select(split="ood", augmentation="orig"),
+    }
+    table = []
+    for name in found:
+        for suffix in (".keras", ".json"):
+            if (source / f"{name}{suffix}").is_file() and source.resolve() != fins_dir.resolve():
+                shutil.copy2(source / f"{name}{suffix}", fins_dir / f"{name}{suffix}")
+        model = fins.load_fin(fins_dir / f"{name}.keras")
+        row: dict[str, Any] = {
+            "feature": name,
+            "arch": f"reused from {source}",
+            "params": int(model.count_params()),
+            "macs": fins.count_macs(model),
+            "epochs": 0,
+            "epoch_s": np.nan,
+        }
+        for split, r in rows.items():
+            if len(r):
+                pred, true = fins.predict_store(model, store, r, name)
+                row.update({f"{k}_{split}": v for k, v in fins.evaluate_fin(true, pred, name).items()})
+        row.update({f"study_{k}": v for k, v in fins.STUDY_R2[name].items()})
+        table.append(row)
+    return pd.DataFrame(table)
+
+
+RESULT_DIRS: tuple[str, ...] = ("baseline", "ser")
+"""Run-folder subfolders holding ``ser.run_experiments`` outputs (stage 02 and stage 05)."""
+
+
+def load_results(P: Mapping[str, Any], *, dirs: Sequence[str] = RESULT_DIRS) -> Any:
+    """The classifiers' results of a run (``baseline/results.csv`` and ``ser/results.csv``), with a ``dir`` column."""
+    import pandas as pd
+
+    frames = []
+    for d in dirs:
+        path = Path(P["run_dir"]) / d / "results.csv"
+        if path.is_file():
+            frames.append(pd.read_csv(path).assign(dir=d))
+    if not frames:
+        raise FileNotFoundError(f"no results.csv under {P['run_dir']}/{{{','.join(dirs)}}}: run stages 02 and 05")
+    return pd.concat(frames, ignore_index=True)
+
+
+def save_run_bundle(P: Mapping[str, Any], store: Any = None) -> Path:
+    """Save the run's predict bundle (``<run_dir>/model``): the variant with the best validation macro-F1.
+
+    Chosen among the baseline and end-to-end variants (not the ablation) on validation scores only; the card
+    records its metrics, the data it saw and the resolved params.
+    """
+    import keras
+
+    from sefin_utils import bundle, ser
+    from sefin_utils.constants import class_names
+
+    results = load_results(P)
+    pool = results[results["kind"] != "ablation"] if "kind" in results.columns else results
+    variant = ser.best_model(pool)
+    rows = pool[pool["variant"] == variant]
+    where = str(rows["dir"].iloc[0])
+    model_path = Path(P["run_dir"]) / where / "models" / f"{variant}.keras"
+    if not model_path.is_file():
+        raise FileNotFoundError(f"best variant {variant!r} has no saved model at {model_path}")
+    model = keras.models.load_model(model_path, compile=False)
+    kind = "summary" if str(rows["kind"].iloc[0]) == "baseline" else "end_to_end"
+    calm = P["calm"]
+    preprocess: dict[str, Any] = {"offset": float(P["offset"]), "duration": float(P["duration"]), "calm": calm}
+    if kind == "end_to_end":
+        code = str(rows["sources"].iloc[0])
+        preprocess["sources"] = ser.sources_from_code(code) if code and code != "summary" else dict(ser.ALL_FIN)
+    metric_cols = [c for c in rows.columns if c.startswith(("val_", "test_", "ood_"))]
+    card = {
+        "variant": variant,
+        "chosen_by": "best mean validation macro-F1 among baseline and end-to-end variants",
+        "metrics": {c: float(rows[c].mean()) for c in metric_cols},
+        "seeds": [int(s) for s in rows["seed"]] if "seed" in rows.columns else [],
+        "protocol": P["protocol"],
+        "data": {
+            "data_root": P["data_root"] or "generated demo corpus",
+            "generated": is_generated(P),
+            "clips_per_split": (store.index["split"].value_counts().to_dict() if store is not None else None),
+        },
+        "run_params": P,
+    }
+    classes = class_names("class" if calm == "class" else "neutral")
+    return bundle.save_bundle(
+        Path(P["run_dir"]) / "model", classifier=model, kind=kind, classes=classes, preprocess=preprocess, card=card
+    )
+
+
+MAIN_FIGURES: tuple[str, ...] = (
+    "01_counts.png",
+    "05_ser_headline.png",
+    "02_baseline_headline.png",
+    "{confusion}",
+    "04_fins_pred_vs_true.png",
+    "05_ser_ablation.png",
+    "06_predict.png",
+)
+"""Figures that lead the report index, in order (those a run wrote); ``{confusion}`` is the bundle model's."""
+
+
+def main_figures(fig_dir: Path, *, variant: str | None = None) -> list[str]:
+    """Names of the main figures present in ``fig_dir``, in :data:`MAIN_FIGURES` order; ``variant`` (the bundle's
+    model) picks the confusion matrix shown."""
+    names = []
+    for n in MAIN_FIGURES:
+        if n == "{confusion}":
+            cands = [f"{p}_confusion_{variant}.png" for p in ("05_ser", "02_baseline")] if variant else []
+            n = next((c for c in cands if (Path(fig_dir) / c).is_file()), "")
+        if n and (Path(fig_dir) / n).is_file():
+            names.append(n)
+    return names
+
+
+def fin_figures(
+    store: Any, fins_dir: Path, fig_dir: Path, *, prefix: str = "04_fins", max_clips: int = 40
+) -> list[Path]:
+    """The FIN stage's figures: predicted vs true on test frames (up to ``max_clips`` clips) and one test utterance,
+    librosa beside FIN. Returns the PNG paths (the figures stay open, so a notebook shows them)."""
+    from sefin_utils import fins
+    from sefin_utils.plots import fins as fin_plots
+
+    models = fins.load_fins(fins_dir)
+    rows = store.select(split="test", augmentation="orig")
+    if len(rows) == 0:
+        rows = store.select(split="val", augmentation="orig")
+    pairs = {}
+    for name, model in models.items():
+        pred, true = fins.predict_store(model, store, rows[:max_clips], name)
+        pairs[name] = (true, pred)
+    out = [Path(fig_dir) / f"{prefix}_pred_vs_true.png", Path(fig_dir) / f"{prefix}_utterance.png"]
+    fin_plots.pred_vs_true(pairs, title="FIN output against librosa, test frames", path=out[0])
+    i = int(rows[0])
+    fin_plots.utterance(
+        store.clips[i],
+        models,
+        labels={n: store.labels[n][i] for n in models},
+        title=f"{store.index['clip_id'].iloc[i]}: librosa and FIN",
+        path=out[1],
+    )
+    return out
+
+
+def ser_figures(ser_dir: Path, fig_dir: Path, *, prefix: str) -> list[Path]:
+    """A classifier stage's figures from ``ser.run_experiments`` outputs: test macro-F1 per model beside the study,
+    per-class F1, and per model the test confusion matrix and training curves of its best seed (by validation);
+    the ablation's marginal effects when it ran. Returns the PNG paths (figures stay open for the notebook)."""
+    import pandas as pd
+
+    from sefin_utils import ser
+    from sefin_utils.plots import ser as ser_plots
+
+    ser_dir, fig_dir = Path(ser_dir), Path(fig_dir)
+    results = pd.read_csv(ser_dir / "results.csv")
+    main = results[results["kind"] != "ablation"]
+    out = [fig_dir / f"{prefix}_headline.png"]
+    ser_plots.headline(ser.summary_table(results), path=out[0])
+    test_reports = {}
+    for variant, g in main.groupby("variant", sort=False):
+        best = g.sort_values(["val_macro_f1", "val_accuracy"], ascending=False).iloc[0]
+        payload = json.loads((ser_dir / "metrics" / f"{variant}__seed{int(best['seed'])}.json").read_text())
+        test = payload["reports"].get("test")
+        if test:
+            test_reports[variant] = test
+            out.append(fig_dir / f"{prefix}_confusion_{variant}.png")
+            ser_plots.confusion_matrix(test, title=f"{variant} (test, seed {int(best['seed'])})", path=out[-1])
+        out.append(fig_dir / f"{prefix}_curves_{variant}.png")
+        ser_plots.training_curves(payload["history"], best_epoch=payload.get("best_epoch"), title=variant, path=out[-1])
+    if test_reports:
+        out.append(fig_dir / f"{prefix}_per_class_f1.png")
+        ser_plots.per_class_f1(test_reports, title="per-class F1 (test)", path=out[-1])
+    if (results["kind"] == "ablation").any():
+        out.append(fig_dir / f"{prefix}_ablation.png")
+        ser_plots.ablation_marginals(results, path=out[-1])
+    return out

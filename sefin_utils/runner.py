@@ -39,11 +39,21 @@ from sefin_utils.profile import (
     DEFAULT_PROFILE,
     PARAMS_DIR,
     REPO_ROOT,
+    UNSTAMPED,
     ParamError,
     load_profile,
     parse_value,
 )
-from sefin_utils.stages import NOTEBOOKS_DIR, STAGES, Stage, notebook_path, select_stages
+from sefin_utils.stages import (
+    NOTEBOOKS_DIR,
+    STAGES,
+    Dependencies,
+    Stage,
+    module_file,
+    notebook_path,
+    select_stages,
+    stage_dependencies,
+)
 
 PACKAGE_DIR: Path = Path(__file__).resolve().parent
 KERNEL_NAME: str = "python3"
@@ -121,19 +131,31 @@ def path_digest(path: Path, *, listing_only: bool = False) -> str:
     return _sha("\n".join(parts).encode())
 
 
-def code_digest(package_dir: Path = PACKAGE_DIR) -> str:
-    """Digest of the ``sefin_utils`` source (a change to the code reruns the stages)."""
-    return _sha(
-        "\n".join(f"{p.relative_to(package_dir)}:{_file_digest(p)}" for p in sorted(package_dir.rglob("*.py"))).encode()
-    )
+def code_digest(modules: Sequence[str], package_dir: Path = PACKAGE_DIR) -> str:
+    """Digest of the source of ``modules`` (``sefin_utils.x`` names, see :func:`sefin_utils.stages.module_file`):
+    a change to one of them reruns the stages that run it."""
+    parts = []
+    for m in sorted(modules):
+        f = module_file(m, package_dir)
+        parts.append(f"{m}:{_file_digest(f) if f is not None else 'missing'}")
+    return _sha("\n".join(parts).encode())
 
 
 def _cell_sources(nb: Any) -> list[list[str]]:
     return [[c.cell_type, c.source] for c in nb.cells]
 
 
-def stage_key(stage: Stage, nb: Any, P: dict[str, Any], *, code: str) -> dict[str, str]:
-    """The parts of a stage's stamp: params, notebook source, code and each input artifact, each hashed."""
+def stamped_params(P: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
+    """The params a stage's stamp covers: those it reads (all when it uses the dict whole), less the keys that change
+    where or how fast it runs, not what it computes (:data:`sefin_utils.profile.UNSTAMPED`)."""
+    keys = P if deps.params is None else deps.params
+    return {k: P[k] for k in sorted(keys) if k in P and k not in UNSTAMPED}
+
+
+def stage_key(stage: Stage, nb: Any, P: dict[str, Any], deps: Dependencies, *, code: str) -> dict[str, Any]:
+    """The parts of a stage's stamp, each hashed: the params it reads, its notebook's cells, the code of the modules
+    it runs (``code``, from :func:`code_digest`) and each input artifact; ``hash`` covers them all. The stamp also
+    lists the param keys and modules, to show why a stage reran."""
     run_dir = Path(P["run_dir"])
     inputs = {}
     for name in stage.inputs:
@@ -141,13 +163,16 @@ def stage_key(stage: Stage, nb: Any, P: dict[str, Any], *, code: str) -> dict[st
             inputs[name] = path_digest(Path(P["data_root"]), listing_only=True) if P.get("data_root") else "generated"
         else:
             inputs[name] = path_digest(run_dir / name)
-    parts = {
-        "params": _sha(json.dumps(P, sort_keys=True, default=str).encode()),
+    params = stamped_params(P, deps)
+    parts: dict[str, Any] = {
+        "params": _sha(json.dumps(params, sort_keys=True, default=str).encode()),
         "notebook": _sha(json.dumps(_cell_sources(nb)).encode()),
         "code": code,
         "inputs": _sha(json.dumps(inputs, sort_keys=True).encode()),
     }
     parts["hash"] = _sha(json.dumps(parts, sort_keys=True).encode())
+    parts["param_keys"] = list(params)
+    parts["modules"] = list(deps.modules)
     return parts
 
 
@@ -300,7 +325,6 @@ def run(
     io.write_json(run_dir / "environment.json", _environment_log())
     result = RunResult(params=P)
     selected = select_stages(stages, only=only, start=start)
-    code = code_digest()
     env_before = {k: os.environ.get(k) for k in _kernel_env()}
     os.environ.update(_kernel_env())
     if progress_bar is None:
@@ -312,7 +336,9 @@ def run(
             head = f"[{i}/{len(selected)}] {stage.notebook}"
             src = notebook_path(stage, notebooks_dir)
             nb = read_notebook(src)
-            key = stage_key(stage, nb, P, code=code)
+            deps = stage_dependencies(stage, notebooks_dir=notebooks_dir, stages=stages)
+            code = code_digest(deps.modules)
+            key = stage_key(stage, nb, P, deps, code=code)
             stamp_path = run_dir / "stages" / f"{stage.name}.json"
             executed = run_dir / "executed" / f"{stage.notebook}.ipynb"
             stamp = json.loads(stamp_path.read_text()) if stamp_path.is_file() else {}
@@ -365,7 +391,7 @@ def run(
             for stale in (failed_nb, *(report_dir / f"{stage.notebook}.failed{x}" for x in (".html", ".nocode.html"))):
                 stale.unlink(missing_ok=True)
             # inputs are re-read after the run: a stage may itself write what it reads (the generated corpus)
-            key = stage_key(stage, nb, P, code=code)
+            key = stage_key(stage, nb, P, deps, code=code)
             io.write_json(
                 stamp_path,
                 {
@@ -456,6 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             P = load_profile(args.profile, overrides=overrides)
             for i, s in enumerate(STAGES, start=1):
                 print(f"{i}. {s.name:<14} notebooks/{s.notebook}.py  reads {list(s.inputs)} writes {list(s.outputs)}")
+                deps = stage_dependencies(s)
+                keys = "all" if deps.params is None else ", ".join(sorted(set(deps.params) - UNSTAMPED))
+                print(f"   params: {keys}\n   modules: {', '.join(m.split('.', 1)[-1] for m in deps.modules)}")
             print(json.dumps(P, indent=2, default=str))
             return 0
         run(args.profile, only=args.only, start=args.start, overrides=overrides, force=args.force)

@@ -302,6 +302,16 @@ def load_results(P: Mapping[str, Any], *, dirs: Sequence[str] = RESULT_DIRS) -> 
     return pd.concat(frames, ignore_index=True)
 
 
+def model_params(P: Mapping[str, Any]) -> dict[str, Any]:
+    """The params that made the run's models (recorded in the bundle's card): those the stages up to the model stage
+    read (:func:`sefin_utils.stages.model_param_keys`), so that the card stays true while a later stage's param
+    (``predict_examples``) changes without retraining."""
+    from sefin_utils import stages
+
+    keys = stages.model_param_keys()
+    return {k: v for k, v in P.items() if keys is None or k in keys}
+
+
 def save_run_bundle(P: Mapping[str, Any], store: Any = None) -> Path:
     """Save the run's predict bundle (``<run_dir>/model``): the variant with the best validation macro-F1.
 
@@ -340,7 +350,7 @@ def save_run_bundle(P: Mapping[str, Any], store: Any = None) -> Path:
             "generated": is_generated(P),
             "clips_per_split": (store.index["split"].value_counts().to_dict() if store is not None else None),
         },
-        "run_params": P,
+        "run_params": model_params(P),
     }
     classes = class_names("class" if calm == "class" else "neutral")
     return bundle.save_bundle(

@@ -103,3 +103,29 @@ def test_every_stage_reads_only_known_params() -> None:
         assert deps.params is not None, f"{s.name} uses the params dict whole: every param would rerun it"
         assert deps.params <= known, f"{s.name} reads unknown params {set(deps.params) - known}"
         assert "sefin_utils.runner" not in deps.modules  # no stage runs the runner
+
+
+def test_no_import_circle_and_nothing_imports_the_runner() -> None:
+    """Imports anywhere in a module (top level or inside functions) count; the package's ``__init__`` is left out."""
+    pkg = stages.PACKAGE_DIR
+    modules = []
+    for f in pkg.rglob("*.py"):
+        parts = [p for p in f.relative_to(pkg).with_suffix("").parts if p != "__init__"]
+        modules.append(".".join([stages.PACKAGE, *parts]))
+    graph = {m: set(stages._file_imports(stages.module_file(m), m, pkg)) - {m, stages.PACKAGE} for m in modules}
+    importers = sorted(m for m, deps in graph.items() if "sefin_utils.runner" in deps and m != "sefin_utils.__main__")
+    assert importers == [], f"{importers} import the runner"
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                pytest.fail(f"import circle: {' -> '.join(path[path.index(n) :] + [n])}")
+            if n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])

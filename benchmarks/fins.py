@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare_only:
         return 0
 
-    from sefin_utils import fins
+    from sefin_utils import features, fins
     from sefin_utils.plots import fins as fin_plots
 
     study_label = "study_std" if args.study_standardise else "study"
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(table[show].to_string(index=False))
     macs = table.drop_duplicates(["arch", "feature"]).groupby("arch")["macs"].sum()
-    study_total = sum(fins.count_macs(fins.build_fin(n, arch="study")) for n in fins.FIN_NAMES)
+    study_total = sum(fins.count_macs(fins.build_fin(n, arch="study")) for n in features.FEATURE_NAMES)
     for arch, total in macs.items():
         share = total / study_total
         print(f"MACs per frame, {arch}, these FINs: {total:,} ({share:.4f} of the study's five: {study_total:,})")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -45,12 +46,17 @@ import librosa
 import numpy as np
 import scipy.fft
 
+from sefin_utils import study
 from sefin_utils.constants import FRAME_LENGTH, HOP_LENGTH, SR
 
 __all__ = [
+    "ABLATION_SOURCES",
+    "Composition",
     "FEATURES",
     "FEATURE_NAMES",
     "Feature",
+    "FrameContext",
+    "KAGGLE",
     "SUMMARY_ORDER",
     "SUMMARY_DIM",
     "TAIL_FRAMES",
@@ -64,6 +70,7 @@ __all__ = [
     "labels_from_frames",
     "n_frames",
     "one_blas_thread",
+    "register_feature",
     "reference_frame_labels",
     "summary_slices",
     "summary_vector",
@@ -338,10 +345,50 @@ def _librosa_mel(x: np.ndarray) -> np.ndarray:
 # the registry
 # --------------------------------------------------------------------------------------------------------------------
 
+TARGET_KINDS: tuple[str, ...] = ("linear", "log")
+"""Training-space transforms of a FIN's targets: ``linear`` = standardised ``y``, ``log`` = standardised
+``log(y + eps)`` (``fins.TargetStats``)."""
+PLOT_KINDS: tuple[str, ...] = ("line", "image", "image_db")
+"""How figures draw a feature over time: one line (1-d), an image, an image in dB (power features)."""
+LOSSES: tuple[str, ...] = ("mse", "mae")
+
+
+class FrameContext:
+    """A validated (n, 2048) float32 frame matrix and the intermediate arrays its features share, each computed once
+    on first use: what a :class:`Feature`'s vectorised ``labels`` function receives.
+
+    Attributes
+    ----------
+    frames : np.ndarray, shape (n, 2048), float32
+    tuning : "per_frame" or float
+        Chroma tuning mode (see :func:`frame_labels`).
+    mag : np.ndarray, shape (n, 1025), float32
+        ``|STFT|`` of each frame (Hann window, ``center=False``; as ``librosa.stft``).
+    mel : np.ndarray, shape (n, 128), float32
+        Mel power spectrogram (``|STFT|**2`` through librosa's Slaney mel filters).
+    """
+
+    def __init__(self, frames: np.ndarray, tuning: str | float = "per_frame") -> None:
+        self.frames = frames
+        self.tuning = tuning
+        self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def mag(self) -> np.ndarray:
+        if "mag" not in self._cache:
+            self._cache["mag"] = _stft_mag(self.frames)
+        return self._cache["mag"]
+
+    @property
+    def mel(self) -> np.ndarray:
+        if "mel" not in self._cache:
+            self._cache["mel"] = np.square(self.mag) @ _state()["mel_t"]  # (n, 128) float32 power
+        return self._cache["mel"]
+
 
 @dataclass(frozen=True)
 class Feature:
-    """One reference feature a FIN imitates.
+    """One reference feature a FIN imitates: everything labels, FINs, classifiers, plots and reports need.
 
     Attributes
     ----------
@@ -354,12 +401,25 @@ class Feature:
     units : str
         Units of the values.
     librosa_frame : Callable[[np.ndarray], np.ndarray]
-        The study's definition: librosa called on ONE 2048-sample frame (``center=False``, ``n_fft=2048``,
+        The definition: librosa called on ONE 2048-sample frame (``center=False``, ``n_fft=2048``,
         ``hop_length=512``, ``sr=22050``), returning shape ``(dim,)``.
+    labels : Callable[[FrameContext], np.ndarray]
+        The same values for all frames at once: ``labels(ctx) -> (n, dim)`` (:class:`FrameContext` shares the STFT
+        and the mel spectrogram between features).
     loss : str
-        The study's training loss for this feature's FIN (``"mse"`` or ``"mae"``).
+        Training loss of this feature's FIN on raw targets (the study's: ``"mse"``, ``"mae"`` for chroma).
     component_names : tuple[str, ...]
         A name for each of the ``dim`` values (columns of tables, axes of plots).
+    target : str
+        Training-space transform of the FIN's targets (:data:`TARGET_KINDS`): ``log`` for power features.
+    plot : str
+        How figures draw it (:data:`PLOT_KINDS`).
+    study_r2 : Mapping or None
+        The study's published R² (``study.FIN_R2[name]``: ``r2_test``, ``r2_vw_test``, ``r2_ood``, ``r2_vw_ood``);
+        None for a feature the study did not imitate.
+    fin : Callable or None
+        A builder of this feature's fast FIN: ``fin(frames) -> output`` on a Keras ``(None, 2048)`` tensor, output
+        ``(None, dim)`` in the feature's units. None for the study's five, whose builders live in ``fins``.
     """
 
     name: str
@@ -367,8 +427,31 @@ class Feature:
     description: str
     units: str
     librosa_frame: Callable[[np.ndarray], np.ndarray]
+    labels: Callable[[FrameContext], np.ndarray]
     loss: str
     component_names: tuple[str, ...]
+    target: str = "linear"
+    plot: str = "line"
+    study_r2: Mapping[str, float | None] | None = None
+    fin: Callable[[Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.name or not isinstance(self.name, str):
+            problems.append(f"name must be a non-empty string, got {self.name!r}")
+        if int(self.dim) < 1:
+            problems.append(f"dim must be >= 1, got {self.dim}")
+        if len(self.component_names) != self.dim:
+            problems.append(f"{len(self.component_names)} component_names for dim {self.dim}")
+        for field_name, value, allowed in (
+            ("target", self.target, TARGET_KINDS),
+            ("plot", self.plot, PLOT_KINDS),
+            ("loss", self.loss, LOSSES),
+        ):
+            if value not in allowed:
+                problems.append(f"{field_name} must be one of {allowed}, got {value!r}")
+        if problems:
+            raise ValueError(f"Feature {self.name!r}: " + "; ".join(problems))
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """Compute this feature on one 2048-sample frame the study's way; shape ``(dim,)``, float32."""
@@ -378,84 +461,167 @@ class Feature:
         return np.asarray(self.librosa_frame(x), dtype=np.float32)
 
 
+def _labels_rms(ctx: FrameContext) -> np.ndarray:
+    return np.sqrt(np.mean(np.square(ctx.frames), axis=1, keepdims=True))
+
+
+def _labels_zcr(ctx: FrameContext) -> np.ndarray:
+    frames = ctx.frames
+    negative = np.signbit(np.where(np.abs(frames) <= _state()["zc_threshold"], np.float32(0), frames))
+    crossings = np.count_nonzero(negative[:, 1:] != negative[:, :-1], axis=1)
+    return (crossings / np.float32(FRAME_LENGTH)).astype(np.float32)[:, None]
+
+
+def _labels_chroma(ctx: FrameContext) -> np.ndarray:
+    return _chroma(ctx.mag, ctx.tuning)
+
+
+def _labels_mel(ctx: FrameContext) -> np.ndarray:
+    return ctx.mel
+
+
+def _labels_mfcc(ctx: FrameContext) -> np.ndarray:
+    log_mel = np.float32(10.0) * np.log10(np.maximum(np.float32(1e-10), ctx.mel))
+    log_mel = np.maximum(log_mel, log_mel.max(axis=1, keepdims=True) - np.float32(TOP_DB))
+    return scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, :N_MFCC]
+
+
 _PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
-FEATURES: Mapping[str, Feature] = MappingProxyType(
-    {
-        f.name: f
-        for f in (
-            Feature(
-                "rms",
-                1,
-                "root-mean-square energy of the frame",
-                "amplitude (full scale = 1)",
-                _librosa_rms,
-                "mse",
-                ("rms",),
-            ),
-            Feature(
-                "zcr",
-                1,
-                "zero-crossing rate: fraction of samples whose sign differs from the previous one",
-                "crossings per sample",
-                _librosa_zcr,
-                "mse",
-                ("zcr",),
-            ),
-            Feature(
-                "chroma",
-                12,
-                "chroma of |STFT| magnitude, tuning estimated on the frame, max-normalised (C..B)",
-                "relative energy (max = 1)",
-                _librosa_chroma,
-                "mae",
-                _PITCH_CLASSES,
-            ),
-            Feature(
-                "mfcc",
-                20,
-                "20 MFCCs of the log-mel power spectrogram (80 dB floor below the frame's peak)",
-                "dB (DCT-II, ortho)",
-                _librosa_mfcc,
-                "mse",
-                tuple(f"mfcc_{i:02d}" for i in range(N_MFCC)),
-            ),
-            Feature(
-                "mel",
-                128,
-                "128-band mel power spectrogram (Slaney mel filters on |STFT|^2)",
-                "power (|STFT|^2, Slaney-normalised filters)",
-                _librosa_mel,
-                "mse",
-                tuple(f"mel_{i:03d}" for i in range(N_MELS)),
-            ),
-        )
-    }
-)
-"""The five features, in the study's order. ``for name, feat in FEATURES.items()``; ``FEATURES["mfcc"].dim``."""
+_REGISTRY: dict[str, Feature] = {
+    f.name: f
+    for f in (
+        Feature(
+            "rms",
+            1,
+            "root-mean-square energy of the frame",
+            "amplitude (full scale = 1)",
+            _librosa_rms,
+            _labels_rms,
+            study.FIN_LOSS["rms"],
+            ("rms",),
+            study_r2=study.FIN_R2["rms"],
+        ),
+        Feature(
+            "zcr",
+            1,
+            "zero-crossing rate: fraction of samples whose sign differs from the previous one",
+            "crossings per sample",
+            _librosa_zcr,
+            _labels_zcr,
+            study.FIN_LOSS["zcr"],
+            ("zcr",),
+            study_r2=study.FIN_R2["zcr"],
+        ),
+        Feature(
+            "chroma",
+            12,
+            "chroma of |STFT| magnitude, tuning estimated on the frame, max-normalised (C..B)",
+            "relative energy (max = 1)",
+            _librosa_chroma,
+            _labels_chroma,
+            study.FIN_LOSS["chroma"],
+            _PITCH_CLASSES,
+            plot="image",
+            study_r2=study.FIN_R2["chroma"],
+        ),
+        Feature(
+            "mfcc",
+            20,
+            "20 MFCCs of the log-mel power spectrogram (80 dB floor below the frame's peak)",
+            "dB (DCT-II, ortho)",
+            _librosa_mfcc,
+            _labels_mfcc,
+            study.FIN_LOSS["mfcc"],
+            tuple(f"mfcc_{i:02d}" for i in range(N_MFCC)),
+            plot="image",
+            study_r2=study.FIN_R2["mfcc"],
+        ),
+        Feature(
+            "mel",
+            128,
+            "128-band mel power spectrogram (Slaney mel filters on |STFT|^2)",
+            "power (|STFT|^2, Slaney-normalised filters)",
+            _librosa_mel,
+            _labels_mel,
+            study.FIN_LOSS["mel"],
+            tuple(f"mel_{i:03d}" for i in range(N_MELS)),
+            target="log",
+            plot="image_db",
+            study_r2=study.FIN_R2["mel"],
+        ),
+    )
+}
+
+FEATURES: Mapping[str, Feature] = MappingProxyType(_REGISTRY)
+"""THE registry of imitated features, in order (the study's five first): ``for name, feat in FEATURES.items()``;
+``FEATURES["mfcc"].dim``. A read-only live view: :func:`register_feature` adds to it."""
 
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURES)
-"""``("rms", "zcr", "chroma", "mfcc", "mel")``."""
+"""The study's five, in its order: ``("rms", "zcr", "chroma", "mfcc", "mel")`` (``tuple(FEATURES)`` also lists any
+feature registered since)."""
+
+
+class register_feature:  # noqa: N801 - used as a function and as a context manager
+    """Add a :class:`Feature` to :data:`FEATURES` (after the others); as a context manager, remove it on exit.
+
+    Labels, FIN builders, classifiers and plots that iterate the registry then include it; the Kaggle summary
+    vector (:data:`KAGGLE`) never changes.
+
+    Raises
+    ------
+    ValueError
+        A feature of that name is already registered.
+
+    Examples
+    --------
+    >>> centroid = Feature("centroid", 1, "spectral centroid", "Hz", lambda x: x[:1], lambda ctx: ctx.frames[:, :1],
+    ...                    "mse", ("centroid",))
+    >>> with register_feature(centroid):
+    ...     "centroid" in FEATURES
+    True
+    >>> "centroid" in FEATURES
+    False
+    """
+
+    def __init__(self, feature: Feature) -> None:
+        if not isinstance(feature, Feature):
+            raise TypeError(f"register_feature takes a Feature, got {type(feature).__name__}")
+        if feature.name in _REGISTRY:
+            raise ValueError(f"feature {feature.name!r} is already registered (known: {', '.join(FEATURES)})")
+        _REGISTRY[feature.name] = feature
+        self.feature = feature
+
+    def undo(self) -> None:
+        """Remove the feature again (a no-op once removed)."""
+        if _REGISTRY.get(self.feature.name) is self.feature:
+            del _REGISTRY[self.feature.name]
+
+    def __enter__(self) -> Feature:
+        return self.feature
+
+    def __exit__(self, *exc: object) -> None:
+        self.undo()
 
 
 def get_feature(name: str) -> Feature:
     """Return the registered feature called ``name`` (``KeyError`` listing the known names otherwise)."""
     try:
         return FEATURES[name]
-    except KeyError:
-        raise KeyError(f"unknown feature {name!r}; known features: {', '.join(FEATURE_NAMES)}") from None
+    except (KeyError, TypeError):
+        raise KeyError(f"unknown feature {name!r}; known features: {', '.join(FEATURES)}") from None
 
 
 def _check_names(names: Iterable[str] | str | None) -> tuple[str, ...]:
     if names is None:
-        return FEATURE_NAMES
+        return tuple(FEATURES)
     if isinstance(names, str):
         names = (names,)
     names = tuple(names)
     for n in names:
         get_feature(n)
     if not names:
-        raise ValueError(f"names must list at least one feature of {FEATURE_NAMES}, got an empty list")
+        raise ValueError(f"names must list at least one feature of {tuple(FEATURES)}, got an empty list")
     return names
 
 
@@ -475,7 +641,7 @@ def reference_frame_labels(
     y : np.ndarray, shape (n_samples,)
         Mono waveform at 22,050 Hz, at least 2048 samples.
     names : iterable of str, optional
-        Features to compute (default all of :data:`FEATURE_NAMES`).
+        Features to compute (default every registered feature, :data:`FEATURES`).
     tail_frames : bool
         Also label the four re-anchored tail frames (see :func:`frame`).
 
@@ -658,7 +824,7 @@ def labels_from_frames(
     frames : np.ndarray, shape (n, 2048)
         Raw frames (cast to float32).
     names : iterable of str, optional
-        Features to compute (default all of :data:`FEATURE_NAMES`).
+        Features to compute (default every registered feature, :data:`FEATURES`).
     tuning : "per_frame" or float
         Chroma tuning: estimated on each frame as the study (default), or fixed (e.g. ``0.0``).
 
@@ -671,28 +837,18 @@ def labels_from_frames(
 
 
 def _labels(frames: np.ndarray, names: tuple[str, ...], tuning: str | float) -> dict[str, np.ndarray]:
-    """Vectorised labels of validated float32 frames."""
-    st = _state()
-    out: dict[str, np.ndarray] = {}
-    if "rms" in names:
-        out["rms"] = np.sqrt(np.mean(np.square(frames), axis=1, keepdims=True))
-    if "zcr" in names:
-        negative = np.signbit(np.where(np.abs(frames) <= st["zc_threshold"], np.float32(0), frames))
-        crossings = np.count_nonzero(negative[:, 1:] != negative[:, :-1], axis=1)
-        out["zcr"] = (crossings / np.float32(FRAME_LENGTH)).astype(np.float32)[:, None]
-    if any(n in names for n in ("chroma", "mfcc", "mel")):
-        mag = _stft_mag(frames)
-        if "chroma" in names:
-            out["chroma"] = _chroma(mag, tuning)
-        if "mel" in names or "mfcc" in names:
-            mel = np.square(mag) @ st["mel_t"]  # (n, 128) float32 power
-            if "mel" in names:
-                out["mel"] = mel
-            if "mfcc" in names:
-                log_mel = np.float32(10.0) * np.log10(np.maximum(np.float32(1e-10), mel))
-                log_mel = np.maximum(log_mel, log_mel.max(axis=1, keepdims=True) - np.float32(TOP_DB))
-                out["mfcc"] = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, :N_MFCC]
-    return {n: np.ascontiguousarray(out[n], dtype=np.float32) for n in names}
+    """Vectorised labels of validated float32 frames: each feature's ``labels`` on one shared :class:`FrameContext`."""
+    ctx = FrameContext(frames, tuning)
+    out = {}
+    for n in names:
+        feat = FEATURES[n]
+        values = np.ascontiguousarray(feat.labels(ctx), dtype=np.float32)
+        if values.shape != (frames.shape[0], feat.dim):
+            raise ValueError(
+                f"feature {n!r}: labels gave shape {values.shape}, expected ({frames.shape[0]}, {feat.dim})"
+            )
+        out[n] = values
+    return out
 
 
 @_one_blas_thread
@@ -710,7 +866,7 @@ def frame_labels(
     y : np.ndarray, shape (n_samples,)
         Mono waveform at 22,050 Hz, at least 2048 samples.
     names : iterable of str, optional
-        Features to compute (default all of :data:`FEATURE_NAMES`).
+        Features to compute (default every registered feature, :data:`FEATURES`).
     tuning : "per_frame" or float
         Chroma tuning: estimated on each frame as the study and the loop do (default), or fixed, e.g. ``0.0``
         (the cleaner variant: chroma then depends on the frame's spectrum only through fixed filters).
@@ -736,9 +892,89 @@ def frame_labels(
 # the Kaggle summary vector
 # --------------------------------------------------------------------------------------------------------------------
 
-SUMMARY_ORDER: tuple[str, ...] = ("zcr", "chroma", "mfcc", "rms", "mel")
+ABLATION_SOURCES: tuple[str, ...] = ("fin", "librosa")
+"""Where an end-to-end model takes a feature from: its FIN, or the librosa labels."""
+
+
+@dataclass(frozen=True)
+class Composition:
+    """A named concatenation of registered features, per frame or pooled: the classifiers' input vector.
+
+    :data:`KAGGLE` (ZCR 1 | Chroma 12 | MFCC 20 | RMS 1 | Mel 128 = 162) is the Kaggle baseline's summary vector and
+    the end-to-end models' default; it is its own list, so registering a feature never changes it. A composition
+    with more features (``Composition("kaggle+centroid", KAGGLE.order + ("centroid",))``) feeds the same models.
+
+    Attributes
+    ----------
+    name : str
+    order : tuple of str
+        Registered feature names in vector order (each at most once).
+    """
+
+    name: str
+    order: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.order or len(set(self.order)) != len(self.order):
+            raise ValueError(f"composition {self.name!r}: order must list distinct features, got {self.order}")
+
+    @property
+    def dim(self) -> int:
+        """Length of the vector (162 for :data:`KAGGLE`)."""
+        return sum(get_feature(n).dim for n in self.order)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Its features in registry order (the order of ablation codes)."""
+        for n in self.order:
+            get_feature(n)
+        return tuple(n for n in FEATURES if n in self.order)
+
+    def slices(self) -> dict[str, slice]:
+        """Each feature's slice of the vector, in :attr:`order`."""
+        out, start = {}, 0
+        for n in self.order:
+            dim = get_feature(n).dim
+            out[n] = slice(start, start + dim)
+            start += dim
+        return out
+
+    def check_sources(self, sources: Mapping[str, str]) -> dict[str, str]:
+        """Validate a feature -> ``"fin"`` | ``"librosa"`` mix naming exactly this composition's features."""
+        if set(sources) != set(self.order):
+            raise ValueError(f"sources must name exactly {self.features}, got {sorted(sources)}")
+        bad = {k: v for k, v in sources.items() if v not in ABLATION_SOURCES}
+        if bad:
+            raise ValueError(f"sources values must be one of {ABLATION_SOURCES}, got {bad}")
+        return {n: sources[n] for n in self.features}
+
+    def ablation_code(self, sources: Mapping[str, str]) -> str:
+        """Short name of a source mix in registry order, e.g. ``"F-F-L-F-L"`` (rms, zcr, chroma, mfcc, mel)."""
+        mix = self.check_sources(sources)
+        return "-".join("F" if mix[n] == "fin" else "L" for n in self.features)
+
+    def sources_from_code(self, code: str) -> dict[str, str]:
+        """Inverse of :meth:`ablation_code`."""
+        names = self.features
+        parts = str(code).split("-")
+        if len(parts) != len(names) or set(parts) - {"F", "L"}:
+            raise ValueError(f"ablation code {code!r}: expected {len(names)} of F/L joined by '-'")
+        return {n: ("fin" if p == "F" else "librosa") for n, p in zip(names, parts, strict=True)}
+
+    def ablation(self) -> dict[str, dict[str, str]]:
+        """Every source mix (``2 ** len(order)``): code -> {feature: "fin" | "librosa"}, all-FIN first."""
+        names = self.features
+        mixes = (
+            dict(zip(names, combo, strict=True)) for combo in itertools.product(ABLATION_SOURCES, repeat=len(names))
+        )
+        return {self.ablation_code(m): m for m in mixes}
+
+
+KAGGLE: Composition = Composition("kaggle", ("zcr", "chroma", "mfcc", "rms", "mel"))
+"""The Kaggle baseline's 162-dim vector (ZCR 1 | Chroma 12 | MFCC 20 | RMS 1 | Mel 128), the classifiers' input."""
+SUMMARY_ORDER: tuple[str, ...] = KAGGLE.order
 """Order of the features in the 162-dim Kaggle summary vector."""
-SUMMARY_DIM: int = sum(FEATURES[n].dim for n in SUMMARY_ORDER)
+SUMMARY_DIM: int = KAGGLE.dim
 """162."""
 
 
@@ -750,11 +986,7 @@ def summary_slices() -> dict[str, slice]:
     >>> summary_slices()["mfcc"]
     slice(13, 33, None)
     """
-    out, start = {}, 0
-    for n in SUMMARY_ORDER:
-        out[n] = slice(start, start + FEATURES[n].dim)
-        start += FEATURES[n].dim
-    return out
+    return KAGGLE.slices()
 
 
 @_one_blas_thread
@@ -808,26 +1040,29 @@ def clip_summary(clip: np.ndarray, valid: tuple[int, int]) -> np.ndarray:
     return summary_vector(clip[v0:v1] if v1 > v0 else clip)
 
 
-def frame_summary_vector(labels: Mapping[str, np.ndarray]) -> np.ndarray:
+def frame_summary_vector(labels: Mapping[str, np.ndarray], composition: Composition = KAGGLE) -> np.ndarray:
     """Stack per-frame labels into (n_frames, 162) rows in :data:`SUMMARY_ORDER` (the end-to-end models' input).
 
     Parameters
     ----------
     labels : mapping of str to np.ndarray
-        At least the five features, each ``(n_frames, dim)`` (e.g. the output of :func:`frame_labels`).
+        At least the composition's features, each ``(n_frames, dim)`` (e.g. the output of :func:`frame_labels`).
+    composition : Composition
+        The vector's layout (default :data:`KAGGLE`, 162 values).
 
     Returns
     -------
-    np.ndarray, shape (n_frames, 162), float32
+    np.ndarray, shape (n_frames, composition.dim), float32
     """
-    missing = [n for n in SUMMARY_ORDER if n not in labels]
+    order = composition.order
+    missing = [n for n in order if n not in labels]
     if missing:
-        raise KeyError(f"labels lack {missing}; got {sorted(labels)}, need all of {SUMMARY_ORDER}")
+        raise KeyError(f"labels lack {missing}; got {sorted(labels)}, need all of {order}")
     arrays = []
     n = None
-    for name in SUMMARY_ORDER:
+    for name in order:
         a = np.asarray(labels[name])
-        dim = FEATURES[name].dim
+        dim = get_feature(name).dim
         if a.ndim != 2 or a.shape[1] != dim:
             raise ValueError(f"labels[{name!r}] must have shape (n_frames, {dim}), got {a.shape}")
         if n is not None and a.shape[0] != n:

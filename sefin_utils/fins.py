@@ -6,7 +6,7 @@ layout ``(n, dim)``: ``rms`` 1, ``zcr`` 1, ``chroma`` 12, ``mfcc`` 20, ``mel`` 1
 Two families (``arch``):
 
 ``study``
-    The seed study's five topologies with its exact parameter counts (:data:`STUDY_PARAMS`): Dense nets for RMS, a
+    The seed study's five topologies with its exact parameter counts (``study.FIN_PARAMS``): Dense nets for RMS, a
     strided Conv1D for ZCR, and stride-1 kernel-512 Conv1D + MaxPool + Dense for chroma, MFCC and mel (200-400 million
     multiply-adds per frame each). Trained on raw targets with the study's losses (MSE; MAE for chroma).
 ``fast`` (default)
@@ -53,27 +53,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+from . import features as _features  # noqa: E402
+from . import study as _study  # noqa: E402
 from .constants import FRAME_LENGTH, HOP_LENGTH, N_FRAMES, SR  # noqa: E402
 
-FIN_NAMES: tuple[str, ...] = ("rms", "zcr", "chroma", "mfcc", "mel")
-"""The five FINs, in registry order."""
-FIN_DIMS: dict[str, int] = {"rms": 1, "zcr": 1, "chroma": 12, "mfcc": 20, "mel": 128}
-"""Output width of each FIN (equal to ``features.FEATURES[name].dim``)."""
 ARCHS: tuple[str, ...] = ("fast", "study")
 """FIN families: ``fast`` (default, feature-shaped) and ``study`` (the seed study's topologies)."""
-STUDY_PARAMS: dict[str, int] = {"rms": 66_241, "zcr": 263_057, "chroma": 894_412, "mfcc": 822_420, "mel": 983_680}
-"""Parameter counts of the study's FINs (checked by the tests)."""
-STUDY_LOSS: dict[str, str] = {"rms": "mse", "zcr": "mse", "chroma": "mae", "mfcc": "mse", "mel": "mse"}
-"""The study's training loss per FIN."""
-STUDY_R2: dict[str, dict[str, float | None]] = {
-    "rms": {"r2_test": 0.985, "r2_vw_test": None, "r2_ood": 0.968, "r2_vw_ood": None},
-    "zcr": {"r2_test": 0.935, "r2_vw_test": None, "r2_ood": 0.94, "r2_vw_ood": None},
-    "chroma": {"r2_test": 0.932, "r2_vw_test": None, "r2_ood": 0.917, "r2_vw_ood": None},
-    "mfcc": {"r2_test": 0.917, "r2_vw_test": None, "r2_ood": 0.543, "r2_vw_ood": None},
-    "mel": {"r2_test": 0.333, "r2_vw_test": 0.969, "r2_ood": None, "r2_vw_ood": 0.892},
-}
-"""The study's published R² (test frames of the training corpora; ESD out of domain). For 1-d features uniform and
-variance-weighted R² coincide; ``None`` where the study gave no number."""
+
+# Thin aliases for callers not yet reading the registry (pipeline.reuse_fins); to go once the runner split lands.
+FIN_NAMES: tuple[str, ...] = _features.FEATURE_NAMES
+STUDY_R2 = _study.FIN_R2
 
 N_MELS: int = 128
 N_MFCC: int = 20
@@ -88,8 +77,6 @@ estimated tuning."""
 PIPTRACK_FMIN: float = 150.0
 PIPTRACK_FMAX: float = 4000.0
 PIPTRACK_THRESHOLD: float = 0.1
-TARGET_KINDS: dict[str, str] = {"rms": "linear", "zcr": "linear", "chroma": "linear", "mfcc": "linear", "mel": "log"}
-"""Training-space transform per FIN: ``log`` = standardised ``log(y + eps)``, ``linear`` = standardised ``y``."""
 LOG_CAP_STD: float = 8.0
 """The inverse of a ``log`` target transform caps ``log(y)`` at ``mean + LOG_CAP_STD * std`` (no overflow)."""
 DEFAULT_EPOCHS: int = 30
@@ -101,9 +88,14 @@ _PKG = "sefin"
 
 
 def _check_name(name: str) -> str:
-    if name not in FIN_DIMS:
-        raise ValueError(f"unknown FIN {name!r}: expected one of {FIN_NAMES}")
+    if name not in _features.FEATURES:
+        raise ValueError(f"unknown FIN {name!r}: expected one of {tuple(_features.FEATURES)}")
     return name
+
+
+def _dim(name: str) -> int:
+    """Output width of FIN ``name`` (``features.FEATURES[name].dim``)."""
+    return _features.FEATURES[_check_name(name)].dim
 
 
 def _check_arch(arch: str) -> str:
@@ -493,7 +485,7 @@ CUSTOM_LAYERS: tuple[type, ...] = (
 
 @dataclass(frozen=True)
 class TargetStats:
-    """Per-dimension statistics of a FIN's training targets in its training space (see :data:`TARGET_KINDS`)."""
+    """Per-dimension statistics of a FIN's training targets in its training space (``features.Feature.target``)."""
 
     kind: str
     mean: tuple[float, ...]
@@ -503,9 +495,8 @@ class TargetStats:
     @classmethod
     def fit(cls, name: str, y: np.ndarray, *, kind: str | None = None, eps: float | None = None) -> TargetStats:
         """Statistics of targets ``y`` ``(n, dim)`` for FIN ``name``."""
-        _check_name(name)
-        kind = kind or TARGET_KINDS[name]
-        y = np.asarray(y, dtype=np.float64).reshape(-1, FIN_DIMS[name])
+        kind = kind or _features.FEATURES[_check_name(name)].target
+        y = np.asarray(y, dtype=np.float64).reshape(-1, _dim(name))
         if eps is None:
             eps = 1e-10 if kind == "log" else 0.0
         f = np.log(np.maximum(y, 0.0) + eps) if kind == "log" else y
@@ -540,8 +531,18 @@ def _dense(units: int, name: str, activation: str | None = "relu", **kw: Any) ->
     return keras.layers.Dense(units, activation=activation, name=name, **kw)
 
 
+_STUDY_CONV: dict[str, tuple[int, int, int, tuple[int, ...]]] = {
+    "chroma": (256, 256, 128, (256, 128, 64)),
+    "mfcc": (256, 512, 110, (256, 128)),
+    "mel": (512, 256, 128, ()),
+}
+"""Conv1D filters, pooling size and stride, hidden Dense widths of the study's chroma/MFCC/mel FINs."""
+
+
 def _study_fin(name: str, x: Any) -> Any:
     """The seed study's topologies (ReLU hidden layers, linear outputs)."""
+    if name not in ("rms", "zcr", *_STUDY_CONV):
+        raise ValueError(f"the study has no FIN topology for {name!r} (it has rms, zcr, {', '.join(_STUDY_CONV)})")
     conv = keras.layers.Conv1D
     if name == "rms":
         for i, u in enumerate((32, 16, 8)):
@@ -554,17 +555,13 @@ def _study_fin(name: str, x: Any) -> Any:
         for i in range(3):
             x = _dense(32, f"dense_{i}")(x)
         return _dense(1, "out", None)(x)
-    filters, pool, stride, hidden = {
-        "chroma": (256, 256, 128, (256, 128, 64)),
-        "mfcc": (256, 512, 110, (256, 128)),
-        "mel": (512, 256, 128, ()),
-    }[name]
+    filters, pool, stride, hidden = _STUDY_CONV[name]
     x = conv(filters, 512, strides=1, padding="valid", activation="relu", name="conv")(x)
     x = keras.layers.MaxPooling1D(pool, strides=stride, padding="valid", name="pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     for i, u in enumerate(hidden):
         x = _dense(u, f"dense_{i}")(x)
-    return _dense(FIN_DIMS[name], "out", None)(x)
+    return _dense(_dim(name), "out", None)(x)
 
 
 def _dft_matrices(n_fft: int = FRAME_LENGTH) -> tuple[np.ndarray, np.ndarray]:
@@ -613,35 +610,45 @@ def _set(layer: keras.layers.Layer, *weights: np.ndarray) -> None:
     layer.set_weights([np.asarray(w, dtype=np.float32) for w in weights])
 
 
-def _fast_fin(name: str, x: Any, trainable_dft: bool) -> Any:
-    if name == "rms":
-        x = Square(name="square")(x)
-        mean = keras.layers.Dense(1, use_bias=False, name="sum_squares")
-        x = mean(x)
-        _set(mean, np.ones((FRAME_LENGTH, 1)))
-        x = SafeSqrt(name="sqrt")(FixedScale([1.0 / FRAME_LENGTH], name="mean")(x))
-        out = keras.layers.Dense(1, name="out")
-        y = out(x)
-        _set(out, np.ones((1, 1)), np.zeros(1))
-        return y
-    if name == "zcr":
-        return SoftZeroCrossingRate(name="zcr")(x)
+def _fast_rms(x: Any, trainable_dft: bool) -> Any:
+    x = Square(name="square")(x)
+    mean = keras.layers.Dense(1, use_bias=False, name="sum_squares")
+    x = mean(x)
+    _set(mean, np.ones((FRAME_LENGTH, 1)))
+    x = SafeSqrt(name="sqrt")(FixedScale([1.0 / FRAME_LENGTH], name="mean")(x))
+    out = keras.layers.Dense(1, name="out")
+    y = out(x)
+    _set(out, np.ones((1, 1)), np.zeros(1))
+    return y
+
+
+def _fast_zcr(x: Any, trainable_dft: bool) -> Any:
+    return SoftZeroCrossingRate(name="zcr")(x)
+
+
+def _fast_mel_power(x: Any, trainable_dft: bool) -> Any:
     power = _power_spectrum(x, trainable_dft)
-    if name in ("mel", "mfcc"):
-        fb = _mel_matrix()
-        peak = fb.max(axis=0)
-        mel = FilterBank(N_MELS, name="mel_filters")
-        m = FixedScale(peak, name="mel_norm")(mel(power))
-        _set(mel, fb / peak, fb > 0)
-        if name == "mel":
-            return m
-        db = FixedScale([1.0 / DB_SCALE], name="db_scaled")(PowerToDb(name="power_to_db")(m))
-        dct = keras.layers.Dense(N_MFCC, name="dct")
-        y = dct(db)
-        _set(dct, _dct_matrix() * DB_SCALE, np.zeros(N_MFCC))
-        return y
-    # chroma: |STFT| -> chroma filterbanks at K tunings -> max-normalised; librosa's per-frame tuning estimate picks
-    # (interpolates between) the two nearest
+    fb = _mel_matrix()
+    peak = fb.max(axis=0)
+    mel = FilterBank(N_MELS, name="mel_filters")
+    m = FixedScale(peak, name="mel_norm")(mel(power))
+    _set(mel, fb / peak, fb > 0)
+    return m
+
+
+def _fast_mfcc(x: Any, trainable_dft: bool) -> Any:
+    m = _fast_mel_power(x, trainable_dft)
+    db = FixedScale([1.0 / DB_SCALE], name="db_scaled")(PowerToDb(name="power_to_db")(m))
+    dct = keras.layers.Dense(N_MFCC, name="dct")
+    y = dct(db)
+    _set(dct, _dct_matrix() * DB_SCALE, np.zeros(N_MFCC))
+    return y
+
+
+def _fast_chroma(x: Any, trainable_dft: bool) -> Any:
+    """|STFT| -> chroma filterbanks at K tunings -> max-normalised; librosa's per-frame tuning estimate picks
+    (interpolates between) the two nearest."""
+    power = _power_spectrum(x, trainable_dft)
     k = len(CHROMA_TUNINGS)
     mag = SafeSqrt(name="magnitude")(power)
     bank_layer = FilterBank(N_CHROMA * k, name="chroma_filters")
@@ -651,6 +658,25 @@ def _fast_fin(name: str, x: Any, trainable_dft: bool) -> Any:
     bank = GroupMaxNormalize(groups=k, name="normalize")(raw)  # (n, K, 12)
     weights = TuningWeights(name="tuning")(mag)
     return GatedSum(softmax=False, name="tuning_mix")([bank, weights])
+
+
+_FAST_BUILDERS: dict[str, Any] = {
+    "rms": _fast_rms,
+    "zcr": _fast_zcr,
+    "chroma": _fast_chroma,
+    "mfcc": _fast_mfcc,
+    "mel": _fast_mel_power,
+}
+"""The study's five features' fast FINs; a registered feature brings its own (``features.Feature.fin``)."""
+
+
+def _fast_fin(name: str, x: Any, trainable_dft: bool) -> Any:
+    feat = _features.FEATURES[name]
+    if feat.fin is not None:
+        return feat.fin(x)
+    if name not in _FAST_BUILDERS:
+        raise ValueError(f"feature {name!r} has no fast FIN: give its Feature a fin= builder")
+    return _FAST_BUILDERS[name](x, trainable_dft)
 
 
 FAST_INITS: tuple[str, ...] = ("librosa", "random")
@@ -695,7 +721,7 @@ def build_fin(
     Parameters
     ----------
     name : str
-        One of :data:`FIN_NAMES`.
+        A registered feature (``features.FEATURES``).
     arch : {"fast", "study"}
         ``fast`` (feature-shaped, librosa-initialised, default) or ``study`` (the study's topology, exact parameter
         count).
@@ -849,7 +875,7 @@ def frames_dataset(
     if rows.size == 0:
         raise ValueError(f"no clips selected for FIN {name!r}")
     labels = store.labels[name]
-    dim = FIN_DIMS[name]
+    dim = _dim(name)
     r_sel, f_sel = frame_index(np.asarray(store.mask)[rows], pad_keep=pad_keep, rng=np.random.default_rng(seed))
     r_sel = rows[r_sel]
     starts = frame_starts(store.clips.shape[1], labels.shape[1])
@@ -891,8 +917,8 @@ def _check_frames(frames: np.ndarray, y: np.ndarray, name: str, what: str) -> tu
     if frames.ndim != 2 or frames.shape[1] != FRAME_LENGTH:
         raise ValueError(f"{what} frames must be (n, {FRAME_LENGTH}), got {frames.shape}")
     y = np.asarray(y, dtype=np.float32).reshape(len(frames), -1)
-    if y.shape[1] != FIN_DIMS[name]:
-        raise ValueError(f"{what} targets for {name!r} must be (n, {FIN_DIMS[name]}), got {y.shape}")
+    if y.shape[1] != _dim(name):
+        raise ValueError(f"{what} targets for {name!r} must be (n, {_dim(name)}), got {y.shape}")
     return frames, y
 
 
@@ -970,8 +996,14 @@ def fit_fin(
     return h
 
 
+def _study_r2(name: str) -> dict[str, float | None]:
+    """The study's published R² of FIN ``name`` (all None for a feature the study did not imitate)."""
+    r2 = _features.FEATURES[name].study_r2
+    return dict(r2) if r2 is not None else dict.fromkeys(("r2_test", "r2_vw_test", "r2_ood", "r2_vw_ood"))
+
+
 def _loss_for(name: str, arch: str, stats: TargetStats | None) -> str:
-    return STUDY_LOSS[name] if (arch == "study" and stats is None) else "mse"
+    return _features.FEATURES[name].loss if (arch == "study" and stats is None) else "mse"
 
 
 def train_fin(
@@ -1059,7 +1091,7 @@ def predict_store(
     mask = np.asarray(store.mask)[rows]
     r, f = frame_index(mask, pad_keep=0.0 if valid_only else 1.0)
     r = rows[r]
-    true = np.asarray(store.labels[name][r, f], dtype=np.float32).reshape(len(r), FIN_DIMS[name])
+    true = np.asarray(store.labels[name][r, f], dtype=np.float32).reshape(len(r), _dim(name))
     starts = frame_starts(store.clips.shape[1], store.labels[name].shape[1])
     preds = []
     for b in range(0, len(r), 8192):
@@ -1116,9 +1148,10 @@ def load_fin(path: str | Path) -> keras.Model:
 def load_fins(directory: str | Path, names: Sequence[str] | None = None) -> dict[str, keras.Model]:
     """Load ``<directory>/<name>.keras`` for each FIN in ``names`` (default: all five that exist, at least one)."""
     directory = Path(directory)
-    names = list(names) if names is not None else [n for n in FIN_NAMES if (directory / f"{n}.keras").is_file()]
+    known = tuple(_features.FEATURES)
+    names = list(names) if names is not None else [n for n in known if (directory / f"{n}.keras").is_file()]
     if not names:
-        raise FileNotFoundError(f"no FIN files (<feature>.keras for {FIN_NAMES}) in {directory}")
+        raise FileNotFoundError(f"no FIN files (<feature>.keras for {known}) in {directory}")
     return {n: load_fin(directory / f"{n}.keras") for n in names}
 
 
@@ -1178,7 +1211,7 @@ def train_all(
     import pandas as pd
 
     _check_arch(arch)
-    names = [_check_name(n) for n in (features or FIN_NAMES)]
+    names = [_check_name(n) for n in (features or tuple(_features.FEATURES))]
     out_dir = Path(out_dir)
     strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
     rows = {
@@ -1253,7 +1286,7 @@ def train_all(
         for split in ("test", "ood"):
             for key, val in metrics.get(split, {}).items():
                 row[f"{key}_{split}"] = val
-        for key, val in STUDY_R2[name].items():
+        for key, val in _study_r2(name).items():
             row[f"study_{key}"] = val
         table.append(row)
         card = {
@@ -1262,7 +1295,7 @@ def train_all(
             "init": row["init"],
             "model": model.name,
             "input": {"shape": [None, FRAME_LENGTH], "dtype": "float32", "sr": SR, "hop": HOP_LENGTH},
-            "output": {"shape": [None, FIN_DIMS[name]], "units": "librosa"},
+            "output": {"shape": [None, _dim(name)], "units": "librosa"},
             "params": row["params"],
             "trainable_params": row["trainable"],
             "macs_per_frame": row["macs"],
@@ -1285,7 +1318,7 @@ def train_all(
             },
             "data": data_card,
             "metrics": metrics,
-            "study": STUDY_R2[name],
+            "study": _study_r2(name),
             "frames_per_clip": N_FRAMES,
         }
         paths[name] = save_fin(model, out_dir / f"{name}.keras", card)

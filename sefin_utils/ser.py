@@ -52,6 +52,7 @@ import pandas as pd
 from keras import layers, ops
 from tqdm.auto import tqdm
 
+from sefin_utils import study
 from sefin_utils.constants import (
     CLIP_SAMPLES,
     ESD_EMOTIONS,
@@ -60,65 +61,36 @@ from sefin_utils.constants import (
     N_FRAMES,
     class_names,
 )
+from sefin_utils.features import ABLATION_SOURCES, FEATURES, KAGGLE, SUMMARY_ORDER, Composition
 from sefin_utils.metrics import classification_report
 
-try:  # the feature registry is the single source of names/dims; the fallback mirrors docs/architecture.md
-    from sefin_utils.features import FEATURES as _FEATURES
-    from sefin_utils.features import SUMMARY_ORDER
-
-    FEATURE_DIMS: dict[str, int] = {f.name: int(f.dim) for f in (_FEATURES.values() if isinstance(
-        _FEATURES, Mapping) else _FEATURES)}
-except ImportError:  # pragma: no cover - only until features.py lands
-    FEATURE_DIMS = {"rms": 1, "zcr": 1, "chroma": 12, "mfcc": 20, "mel": 128}
-    SUMMARY_ORDER = ("zcr", "chroma", "mfcc", "rms", "mel")
-
-FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DIMS)
-"""Registry order (rms, zcr, chroma, mfcc, mel): the order of ablation codes."""
-N_SUMMARY: int = sum(FEATURE_DIMS.values())  # 162
+FEATURE_NAMES: tuple[str, ...] = KAGGLE.features
+"""The Kaggle vector's features in registry order (rms, zcr, chroma, mfcc, mel): the order of ablation codes."""
+FEATURE_DIMS: dict[str, int] = {n: FEATURES[n].dim for n in FEATURE_NAMES}
+N_SUMMARY: int = KAGGLE.dim  # 162
 HEADS: tuple[str, ...] = ("kaggle", "study")
-SOURCES: tuple[str, ...] = ("fin", "librosa")
+SOURCES: tuple[str, ...] = ABLATION_SOURCES
 FIN_INITS: tuple[str, ...] = ("pretrained", "random")
 
 
-def _check_sources(sources: Mapping[str, str]) -> None:
-    if set(sources) != set(FEATURE_NAMES):
-        raise ValueError(f"sources must name exactly {FEATURE_NAMES}, got {sorted(sources)}")
-    bad = {k: v for k, v in sources.items() if v not in SOURCES}
-    if bad:
-        raise ValueError(f"sources values must be one of {SOURCES}, got {bad}")
+def _check_sources(sources: Mapping[str, str], composition: Composition = KAGGLE) -> None:
+    composition.check_sources(sources)
 
 
-def ablation_code(sources: Mapping[str, str]) -> str:
+def ablation_code(sources: Mapping[str, str], composition: Composition = KAGGLE) -> str:
     """Short name of a source mix in registry order, e.g. ``"F-F-L-F-L"`` (rms, zcr, chroma, mfcc, mel)."""
-    _check_sources(sources)
-    return "-".join("F" if sources[n] == "fin" else "L" for n in FEATURE_NAMES)
+    return composition.ablation_code(sources)
 
 
-def sources_from_code(code: str) -> dict[str, str]:
+def sources_from_code(code: str, composition: Composition = KAGGLE) -> dict[str, str]:
     """Inverse of :func:`ablation_code`."""
-    parts = code.split("-")
-    if len(parts) != len(FEATURE_NAMES) or set(parts) - {"F", "L"}:
-        raise ValueError(f"ablation code {code!r}: expected {len(FEATURE_NAMES)} of F/L joined by '-'")
-    return {n: ("fin" if p == "F" else "librosa") for n, p in zip(FEATURE_NAMES, parts, strict=True)}
+    return composition.sources_from_code(code)
 
 
-ABLATION: dict[str, dict[str, str]] = {
-    ablation_code(dict(zip(FEATURE_NAMES, combo, strict=True))): dict(zip(FEATURE_NAMES, combo, strict=True))
-    for combo in itertools.product(SOURCES, repeat=len(FEATURE_NAMES))
-}
+ABLATION: dict[str, dict[str, str]] = KAGGLE.ablation()
 """The 32 feature-source mixes: code (``"F-L-F-F-L"``) -> {feature: "fin" | "librosa"}, each exactly once."""
 
 ALL_FIN: dict[str, str] = {n: "fin" for n in FEATURE_NAMES}
-
-STUDY_RESULTS: dict[str, dict[str, float]] = {
-    "baseline": {"accuracy": 0.513, "macro_f1": 0.48},
-    "e2e_frozen": {"accuracy": 0.491, "macro_f1": 0.47},
-    "e2e_finetuned": {"accuracy": 0.616, "macro_f1": 0.65},
-    "e2e_random": {"accuracy": 0.520, "macro_f1": 0.55},
-}
-"""The study's logged test numbers (1,825 unaugmented files, 8 classes, single runs)."""
-STUDY_ABLATION_ACCURACY: tuple[float, float] = (0.578, 0.618)
-STUDY_PROTOCOL = "study file-level split, speakers shared"
 
 
 # --------------------------------------------------------------------------------------------------- custom layers
@@ -353,11 +325,11 @@ def clone_fin(fin: keras.Model, *, init: str = "pretrained", seed: int = 0) -> k
     return clone
 
 
-def model_input_names(sources: Mapping[str, str]) -> list[str]:
+def model_input_names(sources: Mapping[str, str], composition: Composition = KAGGLE) -> list[str]:
     """Input names of an end-to-end model for a source mix (``clip`` only when a FIN is used)."""
-    _check_sources(sources)
+    _check_sources(sources, composition)
     names = ["clip"] if any(v == "fin" for v in sources.values()) else []
-    return names + ["mask"] + [n for n in FEATURE_NAMES if sources[n] == "librosa"]
+    return names + ["mask"] + [n for n in composition.features if sources[n] == "librosa"]
 
 
 def build_end_to_end(
@@ -375,6 +347,7 @@ def build_end_to_end(
     clip_samples: int = CLIP_SAMPLES,
     seed: int = 0,
     name: str | None = None,
+    composition: Composition = KAGGLE,
 ) -> keras.Model:
     """End-to-end classifier: clip -> frames -> FINs (or librosa labels) per frame -> masked mean -> head.
 
@@ -391,13 +364,15 @@ def build_end_to_end(
     standardize : per-feature standardisation after pooling (False: none).
     n_frames, clip_samples : framing of the ``clip`` input (center=False, 2048/512).
     seed : head initialisers, dropout and the random FIN re-initialisation.
+    composition : the per-frame vector's features and order (default ``features.KAGGLE``, 162 values); ``sources``
+        and ``norm_mean``/``norm_var`` follow it.
 
     Inputs (a dict): ``clip`` (None, clip_samples) when a FIN is used, ``mask`` (None, n_frames) float, and each
     librosa-sourced feature by name (None, n_frames, dim).
     """
-    _check_sources(sources)
+    _check_sources(sources, composition)
     inputs: dict[str, Any] = {}
-    need_fin = [n for n in FEATURE_NAMES if sources[n] == "fin"]
+    need_fin = [n for n in composition.features if sources[n] == "fin"]
     flat_frames = None
     if need_fin:
         inputs["clip"] = keras.Input(shape=(clip_samples,), name="clip")
@@ -405,8 +380,8 @@ def build_end_to_end(
         flat_frames = MergeFrames(name="flat_frames")(frames)
     inputs["mask"] = keras.Input(shape=(n_frames,), name="mask")
     per_frame: dict[str, Any] = {}
-    for i, fname in enumerate(FEATURE_NAMES):
-        dim = FEATURE_DIMS[fname]
+    for i, fname in enumerate(composition.features):
+        dim = FEATURES[fname].dim
         if sources[fname] == "librosa":
             inputs[fname] = keras.Input(shape=(n_frames, dim), name=fname)
             per_frame[fname] = inputs[fname]
@@ -422,12 +397,12 @@ def build_end_to_end(
         fin.trainable = bool(fin_trainable)
         # keras' TimeDistributed unrolls a Python loop over the 104 frames (slow to trace); reshape instead
         per_frame[fname] = SplitFrames(n_frames, name=f"frames_{fname}")(fin(flat_frames))
-    stacked = layers.Concatenate(axis=-1, name="per_frame_vector")([per_frame[n] for n in SUMMARY_ORDER])
+    stacked = layers.Concatenate(axis=-1, name="per_frame_vector")([per_frame[n] for n in composition.order])
     pooled = MaskedMean(name="masked_mean")([stacked, inputs["mask"]])
-    x = _normalization(norm_mean, norm_var, N_SUMMARY)(pooled) if standardize else pooled
+    x = _normalization(norm_mean, norm_var, composition.dim)(pooled) if standardize else pooled
     out = build_head(x, head, n_classes, seed=seed)
     if name is None:
-        name = f"e2e_{ablation_code(sources)}_{fin_init}_{'ft' if fin_trainable else 'frozen'}"
+        name = f"e2e_{ablation_code(sources, composition)}_{fin_init}_{'ft' if fin_trainable else 'frozen'}"
     return keras.Model(inputs=inputs, outputs=out, name=name.replace("-", ""))
 
 
@@ -441,15 +416,18 @@ def _rows(rows: Any, n: int) -> np.ndarray:
     return r.astype(np.int64)
 
 
-def pooled_label_vectors(store: Any, rows: Any, *, chunk: int = 512) -> np.ndarray:
-    """Masked mean over real frames of the librosa labels, stacked in SUMMARY_ORDER: (len(rows), 162) float32."""
+def pooled_label_vectors(store: Any, rows: Any, *, chunk: int = 512, composition: Composition = KAGGLE) -> np.ndarray:
+    """Masked mean over real frames of the librosa labels, stacked in the composition's order (default SUMMARY_ORDER):
+    (len(rows), composition.dim = 162) float32."""
     r = _rows(rows, len(store.mask))
-    out = np.empty((len(r), N_SUMMARY), dtype="float32")
+    out = np.empty((len(r), composition.dim), dtype="float32")
     for start in range(0, len(r), chunk):
         idx = r[start:start + chunk]
         m = np.asarray(store.mask[idx], dtype="float32")[..., None]
         cnt = np.maximum(m.sum(axis=1), 1.0)
-        parts = [(np.asarray(store.labels[n][idx], dtype="float32") * m).sum(axis=1) / cnt for n in SUMMARY_ORDER]
+        parts = [
+            (np.asarray(store.labels[n][idx], dtype="float32") * m).sum(axis=1) / cnt for n in composition.order
+        ]
         out[start:start + len(idx)] = np.concatenate(parts, axis=1)
     return out
 
@@ -460,6 +438,7 @@ def make_inputs(
     sources: Mapping[str, str] | None = None,
     *,
     clip_mode: str = "clip",
+    composition: Composition = KAGGLE,
 ) -> dict[str, np.ndarray]:
     """Model inputs for ``rows`` (positions or a boolean mask over ``store.index``) of a ClipStore.
 
@@ -475,7 +454,7 @@ def make_inputs(
     if sources is None:
         raise ValueError("clip_mode='clip' needs the feature sources")
     out: dict[str, np.ndarray] = {}
-    for name in model_input_names(sources):
+    for name in model_input_names(sources, composition):
         if name == "clip":
             out[name] = np.asarray(store.clips[r], dtype="float32")
         elif name == "mask":
@@ -491,6 +470,7 @@ def inputs_from_clips(
     sources: Mapping[str, str],
     *,
     progress: bool = True,
+    composition: Composition = KAGGLE,
 ) -> dict[str, np.ndarray]:
     """End-to-end model inputs from raw clips (n, 55125) and frame masks (n, 104): librosa labels computed here.
 
@@ -500,7 +480,7 @@ def inputs_from_clips(
     mask = np.asarray(mask, dtype="float32")
     if clips.ndim != 2 or mask.ndim != 2 or len(clips) != len(mask):
         raise ValueError(f"clips (n, samples) and mask (n, frames) expected, got {clips.shape} and {mask.shape}")
-    names = model_input_names(sources)
+    names = model_input_names(sources, composition)
     out: dict[str, np.ndarray] = {"mask": mask}
     if "clip" in names:
         out["clip"] = clips
@@ -1138,8 +1118,9 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
         out[f"{m}_mean"] = g[m].mean()
         out[f"{m}_std"] = g[m].std(ddof=1) if g.size().max() > 1 else np.nan
     study_key = {v: ("baseline" if v.startswith("baseline") and not v.endswith("_raw") else v) for v in out.index}
-    out["study_accuracy"] = [STUDY_RESULTS.get(study_key[v], {}).get("accuracy", np.nan) for v in out.index]
-    out["study_macro_f1"] = [STUDY_RESULTS.get(study_key[v], {}).get("macro_f1", np.nan) for v in out.index]
+    published = study.SER_RESULTS
+    out["study_accuracy"] = [published.get(study_key[v], {}).get("accuracy", np.nan) for v in out.index]
+    out["study_macro_f1"] = [published.get(study_key[v], {}).get("macro_f1", np.nan) for v in out.index]
     return out.reset_index()
 
 
@@ -1162,8 +1143,8 @@ def results_html(results: pd.DataFrame) -> str:
         "test UAR": [pm(r, "test_uar") for _, r in head.iterrows()],
         "ESD accuracy (5 shared classes)": [pm(r, "ood_accuracy") for _, r in head.iterrows()],
         "ESD macro-F1": [pm(r, "ood_macro_f1") for _, r in head.iterrows()],
-        f"study accuracy ({STUDY_PROTOCOL})": [("–" if pd.isna(v) else f"{v:.3f}") for v in head["study_accuracy"]],
-        f"study macro-F1 ({STUDY_PROTOCOL})": [("–" if pd.isna(v) else f"{v:.2f}") for v in head["study_macro_f1"]],
+        f"study accuracy ({study.PROTOCOL})": [("–" if pd.isna(v) else f"{v:.3f}") for v in head["study_accuracy"]],
+        f"study macro-F1 ({study.PROTOCOL})": [("–" if pd.isna(v) else f"{v:.2f}") for v in head["study_macro_f1"]],
         "s/epoch": [f"{v:.2f}" for v in head["s_per_epoch"]],
     }) if not head.empty else pd.DataFrame()
     parts = [
@@ -1173,7 +1154,7 @@ def results_html(results: pd.DataFrame) -> str:
         "<h1>Emotion classifiers: results</h1>",
         f"<p>Our protocol: <b>{protocol}</b> split; trained on augmented train clips, epoch chosen on validation "
         "loss, tested once on unaugmented test recordings; ESD scored on the 5 classes it shares. Values are mean "
-        f"± std over seeds. The study's numbers come from a different protocol (<b>{STUDY_PROTOCOL}</b>, 1,825 "
+        f"± std over seeds. The study's numbers come from a different protocol (<b>{study.PROTOCOL}</b>, 1,825 "
         "unaugmented files, single runs, last epoch) and are not directly comparable.</p>",
         table.to_html(index=False, escape=True),
     ]
@@ -1181,11 +1162,11 @@ def results_html(results: pd.DataFrame) -> str:
     if not abl.empty:
         cols = ["sources", "val_macro_f1", "test_accuracy", "test_macro_f1", "ood_accuracy", "ood_macro_f1"]
         a = abl[cols].sort_values("test_accuracy", ascending=False)
-        lo, hi = STUDY_ABLATION_ACCURACY
+        lo, hi = study.ABLATION_ACCURACY
         parts += [
             f"<h2>Ablation: {len(a)} source mixes (F = FIN, L = librosa; order {', '.join(FEATURE_NAMES)})</h2>",
             f"<p>Our test accuracy spread: {a['test_accuracy'].min():.3f}–{a['test_accuracy'].max():.3f}. "
-            f"The study's: {lo:.3f}–{hi:.3f} ({STUDY_PROTOCOL}, single runs).</p>",
+            f"The study's: {lo:.3f}–{hi:.3f} ({study.PROTOCOL}, single runs).</p>",
             a.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
         ]
     parts.append("</body></html>")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sefin_utils import fins
+from sefin_utils import features, fins, study
 from sefin_utils.constants import CLIP_SAMPLES, FRAME_LENGTH, HOP_LENGTH, N_FRAMES, SR
 
 keras = pytest.importorskip("keras")
@@ -47,7 +47,7 @@ def synthetic_frames(n: int, seed: int = 0) -> np.ndarray:
 def tiny():
     frames = synthetic_frames(24)
     labels = [librosa_labels(f) for f in frames]
-    y = {n: np.stack([lab[n] for lab in labels]).astype(np.float32) for n in fins.FIN_NAMES}
+    y = {n: np.stack([lab[n] for lab in labels]).astype(np.float32) for n in features.FEATURE_NAMES}
     return frames, y
 
 
@@ -65,20 +65,20 @@ def real_frames(sample_root):
     frames.append(np.zeros((1, FRAME_LENGTH), np.float32))  # a padding-only frame, as clips have
     frames = np.ascontiguousarray(np.concatenate(frames), dtype=np.float32)
     labels = [librosa_labels(f) for f in frames]
-    return frames, {n: np.stack([lab[n] for lab in labels]) for n in fins.FIN_NAMES}
+    return frames, {n: np.stack([lab[n] for lab in labels]) for n in features.FEATURE_NAMES}
 
 
 @pytest.fixture(scope="module")
 def built():
     """Every builder's model, built once: ``built[arch][name]``."""
-    return {arch: {n: fins.build_fin(n, arch=arch) for n in fins.FIN_NAMES} for arch in fins.ARCHS}
+    return {arch: {n: fins.build_fin(n, arch=arch) for n in features.FEATURE_NAMES} for arch in fins.ARCHS}
 
 
 def test_study_parameter_counts_are_exact(built):
-    for name, n_params in fins.STUDY_PARAMS.items():
+    for name, n_params in study.FIN_PARAMS.items():
         model = built["study"][name]
         assert model.count_params() == n_params, name
-        assert model.output_shape == (None, fins.FIN_DIMS[name])
+        assert model.output_shape == (None, features.FEATURES[name].dim)
         assert model.input_shape == (None, FRAME_LENGTH)
 
 
@@ -109,7 +109,7 @@ def _perturb(model: keras.Model, rng: np.random.Generator) -> None:
 
 
 @pytest.mark.parametrize("arch", ["fast", "study"])
-@pytest.mark.parametrize("name", fins.FIN_NAMES)
+@pytest.mark.parametrize("name", features.FEATURE_NAMES)
 def test_each_fin_trains_and_its_loss_falls(tiny, name, arch):
     frames, y = tiny
     heavy = arch == "study" and name in ("chroma", "mfcc", "mel")  # 200-400 M MACs per frame
@@ -142,7 +142,7 @@ def test_train_fin_runs_end_to_end(tiny):
 @pytest.mark.parametrize("arch", ["fast", "study"])
 def test_saved_fin_reloads_with_plain_load_model(tmp_path, tiny, arch):
     frames, y = tiny
-    for name in fins.FIN_NAMES if arch == "fast" else ("rms", "mel"):
+    for name in features.FEATURE_NAMES if arch == "fast" else ("rms", "mel"):
         stats = fins.TargetStats.fit(name, y[name])
         model = fins.build_fin(name, arch=arch, target_stats=stats if arch == "study" else None)
         path = fins.save_fin(model, tmp_path / f"{name}.keras", {"feature": name})
@@ -150,7 +150,7 @@ def test_saved_fin_reloads_with_plain_load_model(tmp_path, tiny, arch):
         x = frames[:6]
         np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
         assert json.loads(path.with_suffix(".json").read_text())["feature"] == name
-    assert set(fins.load_fins(tmp_path)) == ({*fins.FIN_NAMES} if arch == "fast" else {"rms", "mel"})
+    assert set(fins.load_fins(tmp_path)) == ({*features.FEATURE_NAMES} if arch == "fast" else {"rms", "mel"})
 
 
 def test_fast_fins_output_librosa_units_on_real_frames(real_frames, built):
@@ -158,7 +158,7 @@ def test_fast_fins_output_librosa_units_on_real_frames(real_frames, built):
 
     frames, y = real_frames
     floor = {"rms": 0.9999, "zcr": 0.95, "chroma": 0.9, "mfcc": 0.9999, "mel": 0.9999}
-    for name in fins.FIN_NAMES:
+    for name in features.FEATURE_NAMES:
         pred = built["fast"][name].predict(frames, verbose=0)
         assert pred.shape == y[name].shape
         assert r2_scores(y[name], pred)["r2"] > floor[name], name
@@ -203,7 +203,7 @@ class FakeStore:
             clips[i, :stop] = 0.3 * np.sin(2 * np.pi * f0 * t[:stop]) + 0.01 * rng.standard_normal(stop)
             mask[i] = np.arange(N_FRAMES) * HOP_LENGTH < stop
         self.clips, self.mask = clips, mask
-        self.labels = {name: np.zeros((n, N_FRAMES, d), np.float32) for name, d in fins.FIN_DIMS.items()}
+        self.labels = {name: np.zeros((n, N_FRAMES, f.dim), np.float32) for name, f in features.FEATURES.items()}
         lk = {"frame_length": FRAME_LENGTH, "hop_length": HOP_LENGTH, "center": False}
         for i in range(n):
             self.labels["rms"][i] = librosa.feature.rms(y=clips[i], **lk).T

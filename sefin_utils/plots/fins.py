@@ -15,8 +15,6 @@ import numpy as np
 from ..constants import FRAME_LENGTH, HOP_LENGTH, SR
 
 AMIN = 1e-10
-_LINE = ("rms", "zcr")
-_ORDER = ("rms", "zcr", "chroma", "mfcc", "mel")
 
 
 def _save(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
@@ -32,7 +30,19 @@ def _db(y: np.ndarray) -> np.ndarray:
 
 
 def _ordered(names: Any) -> list[str]:
-    return [n for n in _ORDER if n in names] + [n for n in names if n not in _ORDER]
+    """``names`` in registry order (``features.FEATURES``); an unknown name raises."""
+    from ..features import FEATURES, get_feature
+
+    names = list(names)
+    for n in names:
+        get_feature(n)
+    return [n for n in FEATURES if n in names]
+
+
+def _plot_kind(name: str) -> str:
+    from ..features import get_feature
+
+    return get_feature(name).plot
 
 
 def pred_vs_true(
@@ -62,14 +72,15 @@ def pred_vs_true(
     for ax, name in zip(axes[0], names, strict=True):
         t, p = (np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in results[name])
         r2 = r2_scores(t, p)
-        if name == "mel":
+        db = _plot_kind(name) == "image_db"
+        if db:
             t, p = _db(t), _db(p)
         t, p = t.ravel(), p.ravel()
         idx = rng.choice(len(t), size=min(max_points, len(t)), replace=False)
         ax.scatter(t[idx], p[idx], s=3, alpha=0.35, color="tab:blue", linewidths=0)
         lo, hi = float(np.min(t[idx])), float(np.max(t[idx]))
         ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--")
-        unit = " (dB)" if name == "mel" else ""
+        unit = " (dB)" if db else ""
         ax.set(title=f"{name}: R² {r2['r2']:.3f} / vw {r2['r2_vw']:.3f}", xlabel=f"librosa{unit}", ylabel=f"FIN{unit}")
     if title:
         fig.suptitle(title)
@@ -114,14 +125,15 @@ def utterance(
 
         labels = frame_labels(np.asarray(y, dtype=np.float32), names=names)
     t = (np.arange(len(frames)) * HOP_LENGTH + FRAME_LENGTH / 2) / SR
-    heights = [1.0 if n in _LINE else 1.6 for n in names]
+    heights = [1.0 if _plot_kind(n) == "line" else 1.6 for n in names]
     fig = plt.figure(figsize=(11, 2.0 * sum(heights)))
     grid = fig.add_gridspec(len(names), 2, height_ratios=heights)
     bottom = []
     for row, name in enumerate(names):
         pred = np.asarray(models[name].predict(frames, verbose=0), dtype=np.float64).reshape(len(frames), -1)
         true = np.asarray(labels[name], dtype=np.float64).reshape(len(frames), -1)
-        if name in _LINE:
+        kind = _plot_kind(name)
+        if kind == "line":
             ax = fig.add_subplot(grid[row, :])
             ax.plot(t, true[:, 0], label="librosa", color="black", lw=1.2)
             ax.plot(t, pred[:, 0], label="FIN", color="tab:orange", lw=1.0, ls="--")
@@ -129,7 +141,7 @@ def utterance(
             ax.legend(loc="upper right", fontsize=8)
             bottom = [ax]
             continue
-        if name == "mel":
+        if kind == "image_db":
             true, pred = _db(true), _db(pred)
         lo, hi = np.percentile(true, [1, 99.5])
         bottom = []
@@ -142,10 +154,10 @@ def utterance(
                 extent=(t[0], t[-1], -0.5, values.shape[1] - 0.5),
                 vmin=lo,
                 vmax=hi,
-                cmap="magma" if name == "mel" else "viridis",
+                cmap="magma" if kind == "image_db" else "viridis",
                 interpolation="nearest",
             )
-            unit = " (dB)" if name == "mel" else ""
+            unit = " (dB)" if kind == "image_db" else ""
             ax.set(title=f"{name}{unit}: {label}", ylabel="bin")
             fig.colorbar(img, ax=ax, pad=0.01)
             bottom.append(ax)

@@ -16,7 +16,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sefin_utils.ser import FEATURE_NAMES, STUDY_ABLATION_ACCURACY, STUDY_PROTOCOL, STUDY_RESULTS, sources_from_code
+from sefin_utils import study
+from sefin_utils.features import KAGGLE
+
+FEATURE_NAMES: tuple[str, ...] = KAGGLE.features
+sources_from_code = KAGGLE.sources_from_code
 
 
 def _save(fig: Figure, path: str | Path | None) -> Figure:
@@ -134,8 +138,8 @@ def ablation_marginals(results: pd.DataFrame, *, metric: str = "test_macro_f1",
                         fmt="o", color=color, capsize=4, ms=7, label=("FIN" if src == "fin" else "librosa")
                         if i == 0 else None)
     if metric == "test_accuracy":
-        lo, hi = STUDY_ABLATION_ACCURACY
-        ax.axhspan(lo, hi, color="grey", alpha=0.12, label=f"study spread ({STUDY_PROTOCOL})")
+        lo, hi = study.ABLATION_ACCURACY
+        ax.axhspan(lo, hi, color="grey", alpha=0.12, label=f"study spread ({study.PROTOCOL})")
     ax.set_xticks(range(len(FEATURE_NAMES)), FEATURE_NAMES)
     ax.set_ylabel(metric.replace("_", " "))
     ax.grid(axis="y", alpha=0.3)
@@ -179,9 +183,9 @@ def headline(summary: pd.DataFrame, *, metric: str = "test_macro_f1", path: str 
     ax.bar(x, rows[f"{metric}_mean"], yerr=std, capsize=4, color="tab:blue", alpha=0.8, label="ours")
     key = "macro_f1" if metric.endswith("macro_f1") else "accuracy" if metric.endswith("accuracy") else None
     if key and metric.startswith("test"):
-        study = [STUDY_RESULTS.get("baseline" if v.startswith("baseline") and not v.endswith("_raw") else v, {})
-                 .get(key, np.nan) for v in rows["variant"]]
-        ax.scatter(x, study, marker="D", color="tab:red", zorder=3, label=f"study ({STUDY_PROTOCOL})")
+        published = [study.SER_RESULTS.get("baseline" if v.startswith("baseline") and not v.endswith("_raw") else v, {})
+                     .get(key, np.nan) for v in rows["variant"]]
+        ax.scatter(x, published, marker="D", color="tab:red", zorder=3, label=f"study ({study.PROTOCOL})")
     ax.set_xticks(x, rows["variant"], rotation=20, ha="right")
     ax.set_ylim(0, 1)
     ax.set_ylabel(metric.replace("_", " "))

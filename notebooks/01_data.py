@@ -62,10 +62,14 @@ if importlib.util.find_spec("sefin_utils") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
-import pandas as pd
-from IPython.display import Audio, display
+from sefin_utils import console
 
-from sefin_utils import audio, corpora, runs, splits
+console.quiet_kernel()  # first: progress bars and library warnings go to the terminal / kernel log, not this page
+
+import pandas as pd
+from IPython.display import Audio, Markdown, display
+
+from sefin_utils import audio, corpora, report, runs, splits, tables
 from sefin_utils.constants import SR
 from sefin_utils.plots import data as plots
 
@@ -73,10 +77,8 @@ P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
 root = runs.data_root(P)  # a null data_root writes the generated demo corpus into the run folder
-if runs.is_generated(P):
-    print(f"GENERATED demo corpus (synthetic prosody, not real speech) in {root}")
-else:
-    print(f"data root: {root}")
+DATA = report.data_label(RUN)  # "generated data" in every figure title of a generated run
+display(report.start_page(RUN))
 
 # %% [markdown]
 # ## Discover the corpora
@@ -88,8 +90,10 @@ found = corpora.discover(root, esd_speakers=runs.esd_speakers(P), calm=P["calm"]
 manifest, skipped = found.manifest, found.skipped
 runs.write_table(manifest, RUN / "manifest.csv")
 runs.write_table(skipped, RUN / "skipped.csv")
-print(found.summary())
-manifest.head()
+display(Markdown(f"{len(manifest)} recordings found under `{root}`, {len(skipped)} file(s) skipped. "
+                 "The first rows of the manifest:"))
+tables.people(manifest.head(), columns=["recording_id", "corpus", "speaker", "gender", "emotion", "source_label",
+                                        "sample_rate", "channels", "duration"])
 
 # %% [markdown]
 # ## Skipped files
@@ -98,10 +102,10 @@ manifest.head()
 
 # %%
 if len(skipped):
-    display(skipped.groupby("reason").size().rename("files").reset_index())
-    display(skipped.head(20))
+    display(tables.people(skipped.groupby("reason").size().rename("files").reset_index()))
+    display(tables.people(skipped.head(20)))
 else:
-    print("no file skipped")
+    display(Markdown("No file skipped."))
 
 # %% [markdown]
 # ## Recordings per emotion and corpus
@@ -109,8 +113,9 @@ else:
 # surprise only in RAVDESS, TESS and SAVEE (and ESD, which is out of domain).
 
 # %%
-plots.plot_counts(manifest, path=FIG / "01_counts.png")
-pd.crosstab(manifest["corpus"], manifest["emotion"], margins=True, margins_name="total")
+plots.plot_counts(manifest, path=FIG / "01_counts.png", title=f"{len(manifest)} recordings per emotion and corpus "
+                                                            f"({DATA})")
+tables.crosstab(pd.crosstab(manifest["corpus"], manifest["emotion"], margins=True, margins_name="total"))
 
 # %% [markdown]
 # ## One recording per emotion
@@ -119,23 +124,29 @@ pd.crosstab(manifest["corpus"], manifest["emotion"], margins=True, margins_name=
 # %%
 examples = plots.pick_examples(manifest[manifest["corpus"] != "ESD"], seed=P["seed"])
 waves = {f"{r.emotion} ({r.corpus} {Path(r.path).name})": audio.load(r.path) for r in examples.itertuples()}
-plots.plot_examples(waves, path=FIG / "01_examples.png", title="One recording per emotion")
+plots.plot_examples(waves, path=FIG / "01_examples.png", title=f"One recording per emotion ({DATA})")
 for name, y in waves.items():
     print(name)
     display(Audio(y, rate=SR))
 
 # %% [markdown]
 # ## Splits: both protocols
-# Recordings (and speakers) per corpus and split. Under `speaker` no speaker is in two splits; corpora with few
-# speakers (TESS 2, SAVEE 4) still give each split at least one speaker. ESD is always `ood`.
+# Recordings (and speakers) per corpus and split. Under `speaker` no speaker is in two splits, so a corpus with few
+# speakers cannot fill every split (the numbers below say which); ESD is always `ood`. Look at the figure for the
+# share of each corpus in each split.
 
 # %%
-tables = {p: splits.make_splits(manifest, protocol=p, seed=int(P["seed"])) for p in splits.PROTOCOLS}
-display(plots.split_table(tables))
-plots.plot_splits(tables, path=FIG / "01_splits.png")
+protocol_splits = {p: splits.make_splits(manifest, protocol=p, seed=int(P["seed"])) for p in splits.PROTOCOLS}
+display(tables.people(plots.split_table(protocol_splits)))
+_ = plots.plot_splits(protocol_splits, path=FIG / "01_splits.png", title=f"Recordings per split ({DATA})")
 
 # %%
-chosen = tables[P["protocol"]]
+chosen = protocol_splits[P["protocol"]]
 splits.check_no_leak(chosen)
-runs.write_table(chosen, RUN / "splits.csv")
-print(f"protocol {P['protocol']!r} saved to {RUN / 'splits.csv'}: {chosen['split'].value_counts().to_dict()}")
+_ = runs.write_table(chosen, RUN / "splits.csv")
+
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+report.say_splits(chosen, P["protocol"])

@@ -63,13 +63,19 @@ if importlib.util.find_spec("sefin_utils") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
+from sefin_utils import console
+
+console.quiet_kernel()  # first: progress bars and library warnings go to the terminal / kernel log, not this page
+
 from IPython.display import display
 
-from sefin_utils import runs, ser
+from sefin_utils import report, runs, ser, tables
+from sefin_utils.constants import class_names
 
 P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
+display(report.start_page(RUN))
 
 # %% [markdown]
 # ## Clips and their 162-dim summary vectors
@@ -78,8 +84,8 @@ FIG = RUN / "figures"
 
 # %%
 store = runs.open_store(P)
-print(store)
-store.index.pivot_table(index="split", columns="augmentation", values="clip_id", aggfunc="count", fill_value=0)
+tables.crosstab(store.index.pivot_table(index="split", columns="augmentation", values="clip_id", aggfunc="count",
+                                        fill_value=0), caption="clips per split: originals and augmented copies")
 
 # %% [markdown]
 # ## Train the baseline
@@ -89,13 +95,21 @@ store.index.pivot_table(index="split", columns="augmentation", values="clip_id",
 # %%
 baseline_params = runs.ser_params(P, variants=["baseline"], ablation=False)  # the ablation belongs to stage 5
 results = ser.run_experiments(store, None, RUN / "baseline", params=baseline_params)
-summary = ser.summary_table(results)
-display(summary[["variant", "n_seeds", "val_macro_f1_mean", "test_accuracy_mean", "test_macro_f1_mean", "test_uar_mean",
-                 "ood_accuracy_mean", "study_accuracy", "study_macro_f1", "s_per_epoch"]])
+tables.people(tables.seed_summary(results, ["val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar",
+                                            "ood_accuracy", "s_per_epoch"]),
+              caption="mean ± sd over seeds where a model has two or more; ESD: out of domain")
 
 # %% [markdown]
 # ## Where it errs
-# Confusion matrix (test split, best seed) and the training curves of each baseline model.
+# Test macro-F1 beside the study's number; then per model the confusion matrix (test split, best seed by
+# validation; the diagonal is correct, a full column is a class predicted for everything) and the training curves
+# (the marked epoch is the one kept).
 
 # %%
 BASELINE_FIGURES = runs.ser_figures(RUN / "baseline", FIG, prefix="02_baseline")
+
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+report.say_models(results, n_classes=len(class_names(P["calm"])))

@@ -59,19 +59,25 @@ if importlib.util.find_spec("sefin_utils") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
-import numpy as np
-from IPython.display import Audio, display
+from sefin_utils import console
 
-from sefin_utils import features, runs
+console.quiet_kernel()  # first: progress bars and library warnings go to the terminal / kernel log, not this page
+
+import numpy as np
+import pandas as pd
+from IPython.display import Audio, Markdown, display
+
+from sefin_utils import features, report, runs, tables
 from sefin_utils.constants import SR
 from sefin_utils.plots import data as plots
 
 P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
+DATA = report.data_label(RUN)  # "generated data" in every figure title of a generated run
+display(report.start_page(RUN))
 (RUN / "frames_labels").mkdir(exist_ok=True)
 store = runs.open_store(P)
-print(store)
 index = store.index
 
 # %% [markdown]
@@ -83,12 +89,12 @@ index = store.index
 # %%
 i = int(store.select(split="train", augmentation="orig")[0])
 frames = features.frame(np.asarray(store.clips[i]), tail_frames=bool(P["tail_frames"]))
-print(f"clip {index['clip_id'].iloc[i]}: {frames.shape[0]} frames of {frames.shape[1]} samples; "
-      f"{int(store.mask[i].sum())} overlap real audio")
-for f in features.FEATURES.values():
-    print(f"  {f.name:<7} dim {f.dim:>3}  {f.description}")
-plots.plot_frame_labels({n: store.labels[n][i] for n in store.labels}, mask=np.asarray(store.mask[i]),
-                        path=FIG / "03_frame_labels.png", title=str(index["clip_id"].iloc[i]))
+display(Markdown(f"Clip `{index['clip_id'].iloc[i]}`: {frames.shape[0]} frames of {frames.shape[1]} samples, "
+                 f"{int(store.mask[i].sum())} of them overlap real audio."))
+display(tables.people(pd.DataFrame([{"feature": f.name, "dimensions": f.dim, "what it is": f.description}
+                                    for f in features.FEATURES.values()])))
+_ = plots.plot_frame_labels({n: store.labels[n][i] for n in store.labels}, mask=np.asarray(store.mask[i]),
+                            path=FIG / "03_frame_labels.png", title=f"{index['clip_id'].iloc[i]} ({DATA})")
 
 # %% [markdown]
 # ## Augmented copies
@@ -98,7 +104,7 @@ plots.plot_frame_labels({n: store.labels[n][i] for n in store.labels}, mask=np.a
 rid = index["recording_id"].iloc[i]
 copies = index[index["recording_id"] == rid]
 waves = {f"{r.augmentation}": np.asarray(store.clips[r.Index]) for r in copies.itertuples()}
-plots.plot_examples(waves, path=FIG / "03_augmentations.png", title=f"{rid}: original and augmented copies")
+plots.plot_examples(waves, path=FIG / "03_augmentations.png", title=f"{rid}: original and augmented copies ({DATA})")
 for name, y in waves.items():
     print(name)
     display(Audio(y, rate=SR))
@@ -113,8 +119,15 @@ rng = np.random.default_rng(int(P["seed"]))
 check_rows = np.sort(rng.choice(len(store), size=min(6, len(store)), replace=False))
 errors = runs.label_spot_check(store, check_rows)
 if P["tuning"] != "per_frame":
-    print(f"tuning = {P['tuning']}: Chroma is fixed-tuning by choice, so it differs from the per-frame loop by design")
+    display(Markdown(f"tuning = {P['tuning']}: Chroma is fixed-tuning by choice, so it differs from the per-frame "
+                     "loop by design."))
 runs.write_table(errors, RUN / "frames_labels" / "exactness.csv")
 worst = errors.groupby("feature", sort=False)[["max_abs_error", "rel_error"]].max()
-plots.plot_label_errors(errors, path=FIG / "03_label_errors.png")
-display(worst)
+plots.plot_label_errors(errors, path=FIG / "03_label_errors.png", title=f"labels against the loop ({DATA})")
+display(tables.people(worst, index="feature", caption="worst clip per feature"))
+
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+report.say_labels(errors)

@@ -63,15 +63,19 @@ if importlib.util.find_spec("sefin_utils") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
+from sefin_utils import console
+
+console.quiet_kernel()  # first: progress bars and library warnings go to the terminal / kernel log, not this page
+
 from IPython.display import display
 
-from sefin_utils import fins, runs
+from sefin_utils import fins, report, runs, tables
 
 P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
+display(report.start_page(RUN))
 store = runs.open_store(P)
-print(store)
 
 # %% [markdown]
 # ## Train (or reuse) the five FINs
@@ -84,7 +88,7 @@ if P["fins_from"]:
     table = runs.reuse_fins(store, P["fins_from"], RUN / "fins")
 else:
     table = fins.train_all(store, RUN / "fins", **runs.fin_options(P, store))["table"]
-runs.write_table(table, RUN / "fins" / "r2.csv")
+_ = runs.write_table(table, RUN / "fins" / "r2.csv")
 
 # %% [markdown]
 # ## R² beside the study's
@@ -92,12 +96,21 @@ runs.write_table(table, RUN / "fins" / "r2.csv")
 # `macs` are multiply-adds per frame.
 
 # %%
-cols = [c for c in table.columns if c.startswith(("feature", "arch", "params", "macs", "epoch", "r2", "study"))]
-display(table[cols])
+R2_COLUMNS = ["feature", "params", "macs", "epochs", "r2_test", "study_r2_test", "r2_ood", "study_r2_ood", "r2_vw_test",
+              "study_r2_vw_test", "r2_vw_ood", "study_r2_vw_ood", "r2_db_test"]
+tables.people(table, columns=R2_COLUMNS,
+              caption="R² on test frames (training corpora) and ESD frames (out of domain), ours beside the study's")
 
 # %% [markdown]
 # ## Figures
-# Predicted against true values per FIN (test frames), and one utterance's features over time, librosa beside FIN.
+# Predicted against true values per FIN (test frames: points on the diagonal are perfect imitation), and one
+# utterance's features over time, librosa beside FIN (the two rows of each feature should look alike).
 
 # %%
 FIN_FIGURES = runs.fin_figures(store, RUN / "fins", FIG, prefix="04_fins")
+
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+report.say_fins(table)

@@ -60,28 +60,37 @@ if importlib.util.find_spec("sefin_utils") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
+from sefin_utils import console
+
+console.quiet_kernel()  # first: progress bars and library warnings go to the terminal / kernel log, not this page
+
+import json
+
 from IPython.display import display
 
-from sefin_utils import runs, ser
+from sefin_utils import report, runs, ser, tables
+from sefin_utils.constants import class_names
 
 P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
+display(report.start_page(RUN))
 store = runs.open_store(P)
-print(store)
 
 # %% [markdown]
 # ## End-to-end variants (and the ablation when `ablation: true`)
 
 # %%
 results = ser.run_experiments(store, RUN / "fins", RUN / "ser", params=runs.ser_params(P))
-summary = ser.summary_table(results)
-display(summary[["variant", "kind", "n_seeds", "val_macro_f1_mean", "test_accuracy_mean", "test_macro_f1_mean",
-                 "test_uar_mean", "ood_accuracy_mean", "study_accuracy", "study_macro_f1", "s_per_epoch"]])
+tables.people(tables.seed_summary(results, ["val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar",
+                                            "ood_accuracy", "s_per_epoch"], extra=["kind"]),
+              caption="mean ± sd over seeds where a model has two or more; ESD: out of domain")
 
 # %% [markdown]
 # ## Figures
-# Confusion matrices, training curves and, with the ablation, the marginal effect of each feature's source.
+# Test macro-F1 per model beside the study's; per model the confusion matrix (the diagonal is correct, a full column
+# is a class predicted for everything) and the training curves (the marked epoch is the one kept); with the
+# ablation, the marginal effect of each feature's source.
 
 # %%
 SER_FIGURES = runs.ser_figures(RUN / "ser", FIG, prefix="05_ser")
@@ -93,5 +102,10 @@ SER_FIGURES = runs.ser_figures(RUN / "ser", FIG, prefix="05_ser")
 
 # %%
 bundle_dir = runs.save_run_bundle(P, store)
-print(f"bundle: {bundle_dir}")
-print((bundle_dir / "card.json").read_text()[:1500])
+tables.card_table(json.loads((bundle_dir / "card.json").read_text()))
+
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+report.say_models(runs.load_results(P), n_classes=len(class_names(P["calm"])))

@@ -55,45 +55,44 @@ if importlib.util.find_spec("sefin_utils") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
+from sefin_utils import console
+
+console.quiet_kernel()  # first: progress bars and library warnings go to the terminal / kernel log, not this page
+
 import json
 
 import pandas as pd
-from IPython.display import HTML, Image, display
+from IPython.display import display
 
-from sefin_utils import predict, report, runs
+from sefin_utils import predict, report, runs, tables
 from sefin_utils.bundle import EmotionClassifier
+from sefin_utils.constants import class_names
 from sefin_utils.plots import predict as predict_plots
 
 P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
 FIG = RUN / "figures"
-banner = report.banner_text(RUN)
-if banner:
-    display(HTML(f'<div style="background:#fff3cd;border:2px solid #e0a800;padding:8px"><b>{banner}</b></div>'))
+display(report.start_page(RUN))
 
 # %% [markdown]
 # ## Headline
 # Test split of the run's protocol (unaugmented recordings never trained on); ESD restricted to the five classes it
-# shares with the training corpora.
+# shares with the training corpora. The last two columns are the study's logged numbers (its file-level split shares
+# speakers between train and test; single runs).
 
 # %%
 results = report.collect_results(RUN)
 written = report.write_results(results, RUN)
 headline = pd.read_csv(written["headline.csv"])
-display(report.format_headline(headline))
-
-# %% [markdown]
-# ## The study's numbers (file-level split, speakers shared; the Kaggle notebook's split also shared augmented copies)
-
-# %%
-display(report.STUDY_RESULTS)
+report.headline_table(headline)
 
 # %% [markdown]
 # ## FINs: R² in and out of domain
 
 # %%
 fin_table = pd.read_csv(RUN / "fins" / "r2.csv")
-display(fin_table[[c for c in fin_table.columns if c.startswith(("feature", "arch", "params", "macs", "r2", "stud"))]])
+tables.people(fin_table, columns=["feature", "params", "r2_test", "study_r2_test", "r2_ood", "study_r2_ood",
+                                  "r2_vw_test", "study_r2_vw_test", "r2_vw_ood", "study_r2_vw_ood"])
 
 # %% [markdown]
 # ## Classify recordings with the run's bundle
@@ -107,20 +106,26 @@ test = test[test["split"] == "test"].sample(n=min(int(P["predict_examples"]), in
                                               random_state=int(P["seed"]))
 predictions = predict.predict_paths(test["path"].tolist(), clf, progress=False)
 predict_plots.plot_probabilities(predictions, path=FIG / "06_predict.png", classes=clf.classes)
-print(predict.format_table(predictions, clf.classes))
-pd.DataFrame({"file": [Path(p).name for p in test["path"]], "true": test["emotion"].tolist(),
-              "predicted": [p.emotion for p in predictions]})
+tables.people(pd.DataFrame({"file": [Path(p).name for p in test["path"]], "true": test["emotion"].tolist(),
+                            "predicted": [p.emotion for p in predictions],
+                            "top probability": [max(p.probabilities.values(), default=float("nan"))
+                                                for p in predictions]}))
 
 # %% [markdown]
 # ## Main figures of the report index
-# The figures that lead `index.html`; the confusion matrix is that of the run's bundle model.
+# The figures that lead `index.html` (those not shown above on this page); the confusion matrix is that of the
+# run's bundle model.
 
 # %%
 variant = json.loads((RUN / "model" / "card.json").read_text())["variant"]
 main = runs.main_figures(FIG, variant=variant)
 report.set_main_figures(RUN, main)
 index = report.build_index(RUN, Path(P["report_dir"]))
-print(f"report index: {index}; bundle model: {variant}")
-for name in main:
-    print(name)
-    display(Image(filename=str(FIG / name)))
+report.figure_grid([FIG / n for n in main if not n.startswith("06_")],  # this page's own figures are shown above
+                   generated=report.is_generated_run(RUN))
+
+# %% [markdown]
+# ## What the numbers say
+
+# %%
+report.say_models(results, n_classes=len(class_names(P["calm"])))

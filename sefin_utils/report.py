@@ -1,78 +1,185 @@
-"""The run's report: results table (CSV + HTML) and ``reports/<profile>/index.html``.
+"""The run's report: banner, tables and computed summaries for the stage pages, and ``reports/<profile>/index.html``.
 
-The report stage notebook (06_report) gathers the stages' results with :func:`collect_results`, writes them with
-:func:`write_results` and names its main figures with :func:`set_main_figures`; the runner then renders every executed
-notebook to HTML and calls :func:`build_index`, which copies the figures and tables into the report folder and writes
-an index that leads with the headline table and the main figures. A run on generated data says so in a banner.
+Every stage notebook shows :func:`banner` at its top (a run on generated data says so on every page) and ends with
+a computed "What the numbers say" (:func:`say_splits`, :func:`say_labels`, :func:`say_fins`, :func:`say_models`),
+so that no sentence about the run's numbers can contradict its tables. The report stage (06_report) gathers the
+stages' results with :func:`collect_results`, writes them with :func:`write_results` and names its main figures
+with :func:`set_main_figures`; the runner then renders every executed notebook to HTML and calls
+:func:`build_index`, which copies the figures and tables into the report folder and writes an index: banner, the
+run's profile, data, machine, date and wall time per stage, the headline beside the study's logged numbers, and the
+main figures in an even grid.
+
+This module never imports Keras or the runner: it reads the run folder (``params.json``, ``environment.json``,
+``stages/*.json``, the result tables) only.
 """
 
 from __future__ import annotations
 
 import html
-import json
 import os
+import platform
 import shutil
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-STUDY_RESULTS: pd.DataFrame = pd.DataFrame(
-    [
-        ("Kaggle notebook (162-d vector, Conv1D)", "kaggle (augmented rows split)", 0.607, None),
-        ("baseline (162-d vector)", "study", 0.513, 0.48),
-        ("FINs frozen", "study", 0.491, 0.47),
-        ("FINs fine-tuned", "study", 0.616, 0.65),
-        ("random init", "study", 0.520, 0.55),
-    ],
-    columns=["model", "protocol", "accuracy", "macro_f1"],
-)
-"""The published numbers ours are read beside (test sets of the study and of the public Kaggle notebook)."""
+from sefin_utils import study, tables
+from sefin_utils.io import atomic_write_text, read_json, to_json, write_csv
 
 RESULT_SOURCES: tuple[str, ...] = ("baseline/results.csv", "ser/results.csv")
 """Run-folder tables that :func:`collect_results` concatenates (written by stages 02 and 05)."""
 REPORT_SUBDIR = "report"
 """Run-folder subfolder the report notebook writes to (results, headline, main figure list)."""
 
+GENERATED_WORD = "GENERATED DATA"
+"""The words every page and figure of a run on generated data carries."""
+
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}
-table{border-collapse:collapse;margin:1em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .6em;
+.table-wrap{overflow-x:auto;max-width:100%}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .6em;
 text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+caption{caption-side:bottom;text-align:left;font-size:.85em;color:#555;padding-top:.3em}
 .banner{background:#fff3cd;border:2px solid #e0a800;padding:.8em 1em;font-weight:600;margin:1em 0}
-.failed{color:#b00020;font-weight:600}figure{display:inline-block;margin:.5em;max-width:100%}
-figure img{max-width:520px;border:1px solid #ddd}figcaption{font-size:.85em;color:#555}
+.facts td{text-align:left}
+.failed{color:#b00020;font-weight:600}
+.grid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:1.2em;align-items:start}
+.grid figure.wide{grid-column:1/-1}
+figure{margin:0;text-align:center}figure img{max-width:100%;max-height:460px;height:auto;border:1px solid #ddd}
+figure.wide img{max-height:none}figcaption{text-align:left}
+figcaption{font-size:.88em;color:#444;margin-top:.3em}
 code{background:#f5f5f5;padding:0 .2em}
 """
 
+HEADLINE_METRICS: dict[str, str] = {
+    "test_accuracy": "test accuracy",
+    "test_macro_f1": "test macro-F1",
+    "test_uar": "test UAR",
+    "ood_accuracy": "ESD accuracy",
+    "ood_macro_f1": "ESD macro-F1",
+    "val_macro_f1": "val macro-F1",
+}
+"""Result columns (``ser.run_experiments``) the headline shows, with their labels."""
 
-def _read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else None
+FIGURE_CAPTIONS: dict[str, str] = {
+    "01_counts.png": "Recordings per emotion, stacked by corpus: look for classes that only some corpora have "
+    "(calm: RAVDESS only).",
+    "02_baseline_headline.png": "Baseline test macro-F1 per model beside the study's logged number (red).",
+    "05_ser_headline.png": "Test macro-F1 per model beside the study's logged numbers (red): compare the bars with "
+    "each other and with their error bars (spread over seeds).",
+    "04_fins_pred_vs_true.png": "Each FIN's output against librosa's value on test frames: points on the diagonal "
+    "are perfect imitation.",
+    "05_ser_ablation.png": "Ablation: the change in test score when one feature comes from its FIN instead of librosa.",
+    "06_predict.png": "The run's model on a few test recordings: class probabilities, the top class in red.",
+}
+"""What to look at in each main figure (confusion matrices are captioned by :func:`figure_caption`)."""
+
+
+# --------------------------------------------------------------------------------------------------- the data
+
+
+def _params(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "params.json"
+    return read_json(path) if path.is_file() else {}
 
 
 def is_generated_run(run_dir: Path) -> bool:
-    """True when the run's data is sefin's generated demo corpus (from its params.json)."""
-    P = _read_json(Path(run_dir) / "params.json") or {}
+    """True when the run's data is sefin's generated demo corpus (from its ``params.json``: a null ``data_root``,
+    or one holding the generator's ``GENERATED.txt`` marker)."""
+    P = _params(run_dir)
     if not P.get("data_root"):
         return True
-    root = Path(P["data_root"])
-    return (root / "GENERATED.txt").is_file()
+    return (Path(P["data_root"]) / "GENERATED.txt").is_file()
 
 
 def banner_text(run_dir: Path) -> str | None:
-    """The generated-data warning every report carries at the top, or None for real data."""
+    """The generated-data warning every page of such a run carries at the top, or None for real data."""
     if not is_generated_run(run_dir):
         return None
     return (
-        "GENERATED DATA: this run used sefin's synthetic demo corpus (emotions rendered as prosody by a generator), "
-        "not real speech. Its numbers show that the pipeline works; they say nothing about emotion recognition."
+        f"{GENERATED_WORD}: this run used sefin's synthetic demo corpus (emotions rendered as prosody by a "
+        "generator, file names borrowed from the real corpora), not real speech. Its numbers test that the "
+        "pipeline runs end to end; they say nothing about recognising emotion in speech."
     )
 
 
+def banner_html(run_dir: Path) -> str:
+    """``<div class="banner">...</div>`` for a generated run, else an empty string."""
+    text = banner_text(run_dir)
+    style = "background:#fff3cd;border:2px solid #e0a800;padding:.8em 1em;font-weight:600;margin:1em 0"
+    return f'<div class="banner" style="{style}">{html.escape(text)}</div>' if text else ""
+
+
+class _HTML:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_html_(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return ""
+
+
+class _Markdown:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def _repr_markdown_(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def banner(run_dir: Path) -> _HTML:
+    """The banner as a displayable object (a notebook's cell shows it; nothing for real data)."""
+    return _HTML(banner_html(run_dir))
+
+
+def label_figures(run_dir: Path) -> bool:
+    """On a generated run, stamp every matplotlib figure made from now on with "GENERATED DATA" (top right, in
+    the figure's margin), so that no figure of generated audio can pass for one of real speech. Returns whether
+    figures are stamped."""
+    import matplotlib as mpl
+
+    hook = "sefin_utils.plots:stamp_generated"
+    hooks = list(mpl.rcParams.get("figure.hooks", []))
+    generated = is_generated_run(run_dir)
+    if generated and hook not in hooks:
+        mpl.rcParams["figure.hooks"] = [*hooks, hook]
+    elif not generated and hook in hooks:
+        mpl.rcParams["figure.hooks"] = [h for h in hooks if h != hook]
+    return generated
+
+
+def start_page(run_dir: Path) -> _HTML:
+    """What every stage page does first: stamp the figures of a generated run and return the banner to show."""
+    label_figures(run_dir)
+    return banner(run_dir)
+
+
+def data_label(run_dir: Path) -> str:
+    """``"generated data"`` for a generated run, else the data root's name: for figure titles."""
+    if is_generated_run(run_dir):
+        return "generated data"
+    return Path(str(_params(run_dir).get("data_root", "data"))).name
+
+
 def collect_results(run_dir: Path, *, sources: Sequence[str] = RESULT_SOURCES) -> pd.DataFrame:
-    """Concatenate the stages' result tables (baseline and SER with FINs) found in the run folder."""
+    """Concatenate the stages' result tables (baseline and SER with FINs) found in the run folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        When none of ``sources`` exists (stages 02 and 05 have not run).
+    """
     frames = []
     for rel in sources:
         path = Path(run_dir) / rel
@@ -85,27 +192,27 @@ def collect_results(run_dir: Path, *, sources: Sequence[str] = RESULT_SOURCES) -
     return pd.concat(frames, ignore_index=True)
 
 
-HEADLINE_METRICS: dict[str, str] = {
-    "test_accuracy": "test accuracy",
-    "test_macro_f1": "test macro-F1",
-    "test_uar": "test UAR",
-    "ood_accuracy": "ESD accuracy",
-    "ood_macro_f1": "ESD macro-F1",
-    "val_macro_f1": "val macro-F1",
-}
-"""Result columns (``ser.run_experiments``) the headline shows, with their labels."""
-STUDY_BY_VARIANT: dict[str, tuple[float, float]] = {
-    "baseline": (0.513, 0.48),
-    "e2e_frozen": (0.491, 0.47),
-    "e2e_finetuned": (0.616, 0.65),
-    "e2e_random": (0.520, 0.55),
-}
-"""The study's logged test accuracy and macro-F1 per variant (file-level split, speakers shared, single runs)."""
+# --------------------------------------------------------------------------------------------------- headline
+
+
+def _study_numbers(variant: str) -> tuple[float, float]:
+    key = study.study_key(str(variant))
+    if key is None:
+        return float("nan"), float("nan")
+    s = study.SER_RESULTS[key]
+    return float(s["accuracy"]), float(s["macro_f1"])
 
 
 def headline(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per model (variant) and protocol: test and ESD metrics, mean and standard deviation over seeds,
-    with the study's numbers beside. The ablation's models are summarised in one row (their spread)."""
+    """One row per model (variant) and protocol: metrics' mean and sample sd over seeds (NaN with one seed), the
+    number of seeds, and the study's logged numbers beside (:mod:`sefin_utils.study`). The ablation's models are
+    summarised in one row (their spread), beside the midpoint of the study's ablation range.
+
+    Raises
+    ------
+    ValueError
+        When ``results`` lacks ``variant`` or a metric of :data:`HEADLINE_METRICS`.
+    """
     need = {"variant", *HEADLINE_METRICS}
     if missing := need - set(results.columns):
         raise ValueError(f"results lack columns {sorted(missing)} (expected ser.run_experiments' table)")
@@ -113,74 +220,110 @@ def headline(results: pd.DataFrame) -> pd.DataFrame:
     if "protocol" not in df.columns:
         df["protocol"] = "?"
     is_abl = df["kind"].eq("ablation") if "kind" in df.columns else pd.Series(False, index=df.index)
-    rows = []
-    for (variant, protocol), g in df[~is_abl].groupby(["variant", "protocol"], sort=False):
-        row: dict[str, object] = {"model": variant, "protocol": protocol,
-                                  "seeds": int(g["seed"].nunique()) if "seed" in g.columns else len(g)}
+
+    def summarise(g: pd.DataFrame, row: dict[str, Any]) -> dict[str, Any]:
         for col, label in HEADLINE_METRICS.items():
             row[label] = float(g[col].mean())
             row[f"{label} sd"] = float(g[col].std(ddof=1)) if len(g) > 1 else float("nan")
-        study = STUDY_BY_VARIANT.get("baseline" if str(variant).startswith("baseline") else str(variant))
-        row["study accuracy"], row["study macro-F1"] = study if study else (float("nan"), float("nan"))
+        return row
+
+    rows = []
+    for (variant, protocol), g in df[~is_abl].groupby(["variant", "protocol"], sort=False):
+        row = summarise(
+            g,
+            {
+                "model": variant,
+                "protocol": protocol,
+                "seeds": int(g["seed"].nunique()) if "seed" in g.columns else len(g),
+            },
+        )
+        row["study accuracy"], row["study macro-F1"] = _study_numbers(str(variant))
         rows.append(row)
     if is_abl.any():
         a = df[is_abl]
-        row = {"model": f"ablation ({a['variant'].nunique()} source mixes, range)", "protocol": a["protocol"].iloc[0],
-               "seeds": int(a["seed"].nunique()) if "seed" in a.columns else 1}
-        for col, label in HEADLINE_METRICS.items():
-            row[label] = float(a[col].mean())
-            row[f"{label} sd"] = float(a[col].std(ddof=1)) if len(a) > 1 else float("nan")
-        row["study accuracy"], row["study macro-F1"] = 0.598, float("nan")  # midpoint of the study's 57.8-61.8 %
+        row = summarise(
+            a,
+            {
+                "model": f"ablation ({a['variant'].nunique()} source mixes, range)",
+                "protocol": a["protocol"].iloc[0],
+                "seeds": int(a["seed"].nunique()) if "seed" in a.columns else 1,
+            },
+        )
+        row["study accuracy"], row["study macro-F1"] = float(np.mean(study.ABLATION_ACCURACY)), float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def format_headline(head: pd.DataFrame) -> pd.DataFrame:
-    """The headline for reading: ``mean ± sd`` strings, the study's numbers last."""
+    """The headline for reading: ``mean ± sd`` where a model has two seeds or more (the bare mean otherwise),
+    3 decimals, the number of seeds, the study's numbers last."""
     out = head[["model", "protocol", "seeds"]].copy()
     for label in HEADLINE_METRICS.values():
         if label not in head.columns:
             continue
         sd = head.get(f"{label} sd", pd.Series(float("nan"), index=head.index))
-        out[label] = [("" if pd.isna(m) else f"{m:.3f}" + ("" if pd.isna(s) else f" ± {s:.3f}"))
-                      for m, s in zip(head[label], sd, strict=True)]
+        out[label] = [
+            "" if pd.isna(m) else tables.fmt(m) + ("" if pd.isna(s) or n < 2 else f" ± {tables.fmt(s)}")
+            for m, s, n in zip(head[label], sd, head["seeds"], strict=True)
+        ]
     for label in ("study accuracy", "study macro-F1"):
         if label in head.columns:
-            out[label] = ["" if pd.isna(v) else f"{v:.3f}" for v in head[label]]
+            out[label] = [tables.fmt(v) for v in head[label]]
     return out
 
 
-def write_table(df: pd.DataFrame, out_dir: Path, stem: str, *, title: str | None = None,
-                banner: str | None = None) -> tuple[Path, Path]:
-    """Write ``<stem>.csv`` and a standalone ``<stem>.html`` (with the banner when given)."""
+def headline_table(head: pd.DataFrame, *, caption: str | None = None) -> tables.Table:
+    """:func:`format_headline` as a people table (keeps its column names)."""
+    shown = format_headline(head)
+    return tables.Table(shown, caption=caption, rename={c: c for c in shown.columns})
+
+
+def write_table(
+    df: pd.DataFrame,
+    out_dir: Path,
+    stem: str,
+    *,
+    title: str | None = None,
+    banner: str | None = None,
+    people: bool = True,
+) -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` (raw values) and a standalone ``<stem>.html`` (a people table, with the banner when
+    given)."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, html_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.html"
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, csv_path)
-    body = _table_html(df)
-    page = _page(title or stem, (f'<div class="banner">{html.escape(banner)}</div>' if banner else "") + body)
-    _write_text(html_path, page)
+    write_csv(df, csv_path)
+    shown = tables.people(df) if people else tables.Table(df, rename={c: c for c in df.columns})
+    body = (f'<div class="banner">{html.escape(banner)}</div>' if banner else "") + shown.to_html()
+    atomic_write_text(html_path, _page(title or stem, body))
     return csv_path, html_path
 
 
 def write_results(results: pd.DataFrame, run_dir: Path) -> dict[str, Path]:
     """Write the full results table and the headline table to ``<run_dir>/report/`` (CSV + HTML each)."""
     out = Path(run_dir) / REPORT_SUBDIR
-    banner = banner_text(run_dir)
-    res_csv, res_html = write_table(results, out, "results", title="sefin results", banner=banner)
+    text = banner_text(run_dir)
+    res_csv, res_html = write_table(results, out, "results", title="sefin results: every model and seed", banner=text)
     head = headline(results)
-    head_csv = out / "headline.csv"
-    write_table(head, out, "headline", title="sefin headline", banner=banner)
+    head_csv, _ = write_table(head, out, "headline", title="sefin headline", banner=text)
     head_html = out / "headline.html"
-    _write_text(head_html, _page("sefin headline", (f'<div class="banner">{html.escape(banner)}</div>' if banner
-                                                     else "") + _table_html(format_headline(head))))
+    atomic_write_text(
+        head_html,
+        _page(
+            "sefin headline",
+            (f'<div class="banner">{html.escape(text)}</div>' if text else "") + headline_table(head).to_html(),
+        ),
+    )
     return {"results.csv": res_csv, "results.html": res_html, "headline.csv": head_csv, "headline.html": head_html}
 
 
 def set_main_figures(run_dir: Path, figures: Sequence[str | os.PathLike]) -> Path:
-    """Record which figures (paths or names under ``<run_dir>/figures``) lead the index, in order."""
+    """Record which figures (paths or names under ``<run_dir>/figures``) lead the index, in order.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a figure is not in the run's ``figures/`` folder.
+    """
     names = []
     for f in figures:
         p = Path(f)
@@ -188,12 +331,194 @@ def set_main_figures(run_dir: Path, figures: Sequence[str | os.PathLike]) -> Pat
             raise FileNotFoundError(f"main figure {p.name} is not in {Path(run_dir) / 'figures'}")
         names.append(p.name)
     path = Path(run_dir) / REPORT_SUBDIR / "main_figures.json"
-    _write_text(path, json.dumps(names, indent=2))
+    atomic_write_text(path, to_json(names))
     return path
 
 
-def _table_html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, float_format=lambda x: f"{x:.3f}", na_rep="", border=0)
+# ------------------------------------------------------------------------------------------- what the numbers say
+
+
+def _n_seeds(results: pd.DataFrame) -> int:
+    return int(results["seed"].nunique()) if "seed" in results.columns else 1
+
+
+def say_models(
+    results: pd.DataFrame, *, metric: str = "test_macro_f1", n_classes: int | None = None, kind: str | None = None
+) -> _Markdown:
+    """ "What the numbers say" about classifiers, computed from a results table (one row per model and seed).
+
+    States the protocol, the number of seeds, each model's mean (± sd over seeds where there are two or more),
+    the chance level (``1 / n_classes``) and, for the best model against the runner-up, whether their difference
+    exceeds the larger spread; with one seed it says that no difference can be told from seed noise.
+    """
+    df = results if kind is None or "kind" not in results.columns else results[results["kind"] == kind]
+    if "kind" in df.columns:
+        df = df[df["kind"] != "ablation"]
+    if df.empty:
+        return _Markdown("No classifier results in this run.")
+    label = tables.readable(metric)
+    protocol = ", ".join(str(p) for p in dict.fromkeys(df.get("protocol", pd.Series(["?"])).astype(str)))
+    seeds = _n_seeds(df)
+    g = df.groupby("variant", sort=False)[metric]
+    stats = pd.DataFrame({"mean": g.mean(), "sd": g.std(ddof=1), "n": g.count()}).sort_values("mean", ascending=False)
+    parts = [
+        f"Protocol `{protocol}`; {seeds} seed{'s' if seeds != 1 else ''} per model; "
+        f"{label} on the test split (unaugmented recordings, never trained on)."
+    ]
+    listed = "; ".join(f"{v} {tables.mean_sd(df.loc[df['variant'] == v, metric])}" for v in stats.index)
+    parts.append(f"By model, best first: {listed}.")
+    if n_classes and "test_accuracy" in df.columns:
+        chance = 1.0 / n_classes
+        acc = df.groupby("variant", sort=False)["test_accuracy"].mean()
+        above = int((acc > chance).sum())
+        parts.append(
+            f"A uniform random guess has accuracy {tables.fmt(chance)} ({n_classes} classes): {above} of {len(acc)} "
+            "model(s) beat it in test accuracy."
+        )
+    if len(stats) >= 2:
+        (a, b) = stats.index[:2]
+        diff = float(stats.loc[a, "mean"] - stats.loc[b, "mean"])
+        if seeds < 2 or stats["sd"].isna().all():
+            parts.append(
+                f"{a} leads {b} by {tables.fmt(diff)}; with one seed there is no spread to compare it with, "
+                "so this difference may be seed noise (run with more `seeds` to tell)."
+            )
+        else:
+            spread = float(np.nanmax([stats.loc[a, "sd"], stats.loc[b, "sd"]]))
+            verdict = "exceeds" if diff > spread else "does not exceed"
+            parts.append(
+                f"{a} leads {b} by {tables.fmt(diff)}, which {verdict} the larger of their standard "
+                f"deviations over seeds ({tables.fmt(spread)})."
+            )
+    return _Markdown(" ".join(parts))
+
+
+def say_splits(chosen: pd.DataFrame, protocol: str) -> _Markdown:
+    """ "What the numbers say" about a split table: recordings and speakers per split, corpora whose split has no
+    speaker (so that no sentence promises one), and whether a speaker sits in two splits."""
+    df = chosen
+    per = df.groupby("split")["recording_id" if "recording_id" in df.columns else df.columns[0]].count()
+    order = [s for s in ("train", "val", "test", "ood") if s in per.index]
+    counts = ", ".join(f"{s} {int(per[s])}" for s in order)
+    parts = [f"Protocol `{protocol}`: {len(df)} recordings, {counts}."]
+    if "speaker_key" in df.columns:
+        spk = df.groupby(["corpus", "split"])["speaker_key"].nunique().unstack(fill_value=0)
+        gaps = []
+        for corpus, row in spk.iterrows():
+            present = [s for s in ("train", "val", "test") if s in row.index and row[s] > 0]
+            missing = [s for s in ("train", "val", "test") if s not in present]
+            if present and missing:
+                gaps.append(f"{corpus} has no speaker in {' and '.join(missing)}")
+        if gaps:
+            parts.append("Corpora with too few speakers for three splits: " + "; ".join(gaps) + ".")
+        else:
+            parts.append("Every corpus has a speaker in train, val and test.")
+        shared = df[df["split"].isin(["train", "val", "test"])].groupby("speaker_key")["split"].nunique()
+        n_shared = int((shared > 1).sum())
+        parts.append(
+            "No speaker is in two splits."
+            if n_shared == 0
+            else f"{n_shared} speaker(s) are in more than one split (as the `study` protocol allows)."
+        )
+    return _Markdown(" ".join(parts))
+
+
+def say_labels(errors: pd.DataFrame, *, bound: float = 1e-4) -> _Markdown:
+    """ "What the numbers say" about the label spot check: the worst relative error per feature against ``bound``."""
+    worst = errors.groupby("feature", sort=False)["rel_error"].max()
+    n = int(errors["clip_id"].nunique()) if "clip_id" in errors.columns else len(errors)
+    over = [f for f, v in worst.items() if v > bound]
+    listed = ", ".join(f"{f} {tables.fmt(float(v))}" for f, v in worst.items())
+    verdict = (
+        "every feature is within the bound"
+        if not over
+        else f"{', '.join(over)} exceed{'s' if len(over) == 1 else ''} it"
+    )
+    return _Markdown(
+        f"On {n} clip(s), the largest error relative to the feature's range: "
+        f"{listed}; the bound is {bound:g}, and {verdict}."
+    )
+
+
+def say_fins(table: pd.DataFrame) -> _Markdown:
+    """ "What the numbers say" about the FINs' R²: each FIN in domain and on ESD beside the study's, and which are
+    below it. One training run per FIN (no seeds to spread over)."""
+    parts = [
+        "One training run per FIN (no spread over seeds); R² on test frames of the "
+        "training corpora and on ESD (out of domain), uniform over output dimensions."
+    ]
+    rows = []
+    below = []
+    for r in table.itertuples(index=False):
+        d = r._asdict()
+        ours, theirs = d.get("r2_test"), d.get("study_r2_test")
+        ood = d.get("r2_ood")
+        text = f"{d['feature']} {tables.fmt(ours)}"
+        if ood is not None and not pd.isna(ood):
+            text += f" (ESD {tables.fmt(ood)})"
+        if theirs is not None and not pd.isna(theirs):
+            text += f" against the study's {tables.fmt(theirs)}"
+            if ours is not None and not pd.isna(ours) and ours < theirs:
+                below.append(str(d["feature"]))
+        rows.append(text)
+    parts.append("; ".join(rows) + ".")
+    parts.append(f"Below the study: {', '.join(below)}." if below else "None is below the study's number.")
+    return _Markdown(" ".join(parts))
+
+
+# --------------------------------------------------------------------------------------------------- the index
+
+
+def figure_caption(name: str, *, generated: bool = False) -> str:
+    """The caption of a figure of the run: what to look at (:data:`FIGURE_CAPTIONS`; confusion matrices and
+    training curves by their model), marked as generated data when so."""
+    stem = name.removesuffix(".png")
+    if name in FIGURE_CAPTIONS:
+        text = FIGURE_CAPTIONS[name]
+    elif "_confusion_" in stem:
+        text = (
+            f"Confusion matrix of {stem.split('_confusion_', 1)[1]} (test split, rows sum to 1): the diagonal "
+            "is correct; a full column is a class the model predicts for everything."
+        )
+    elif "_curves_" in stem:
+        text = (
+            f"Training curves of {stem.split('_curves_', 1)[1]}: loss and accuracy per epoch on train and "
+            "validation; the marked epoch is the one kept."
+        )
+    else:
+        text = stem.replace("_", " ")
+    return f"{text} ({GENERATED_WORD.lower()})" if generated else text
+
+
+def machine() -> dict[str, str]:
+    """The machine the report is written on: CPU cores and the accelerator (``nvidia-smi -L``, else none)."""
+    info = {"cores": str(os.cpu_count() or "?"), "platform": f"{platform.system()} {platform.machine()}"}
+    device = "CPU only (no GPU found)"
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False)
+            gpus = [line.split(" (UUID")[0] for line in out.stdout.splitlines() if line.startswith("GPU")]
+            if gpus:
+                device = "; ".join(gpus)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    info["device"] = device
+    return info
+
+
+def _stage_list(run_dir: Path, report_dir: Path, stages: Sequence[Any] | None) -> list[tuple[str, str]]:
+    """(name, notebook) of the stages: as given, else from the stamps and the pages found."""
+    if stages is not None:
+        return [(s.name, s.notebook) for s in stages]
+    found: dict[str, str] = {}
+    for stamp in sorted((run_dir / "stages").glob("*.json")) if (run_dir / "stages").is_dir() else []:
+        d = read_json(stamp)
+        nb = Path(str(d.get("notebook", stamp.stem))).stem
+        found[nb] = str(d.get("stage", stamp.stem))
+    for page in report_dir.glob("[0-9][0-9]_*.html"):
+        nb = page.name.split(".")[0]
+        found.setdefault(nb, nb.split("_", 1)[1])
+    return [(name, nb) for nb, name in sorted(found.items())]
 
 
 def _page(title: str, body: str) -> str:
@@ -203,24 +528,25 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _facts_table(rows: Sequence[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<div class="table-wrap"><table class="facts">{body}</table></div>'
+
+
+def _fmt_seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
 
 
 def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None = None) -> Path:
     """Copy figures and tables into ``report_dir`` and write its ``index.html``.
 
-    The index leads with the generated-data banner (when so), the headline table and the main figures, then links
-    each stage's HTML (with and without code; a failed stage's kept notebook), the results, the skipped files,
-    the params.
+    The index leads with the generated-data banner (when so) and the run's facts (profile, data, protocol, seeds,
+    machine, date, wall time per stage with links to each stage's page with and without code), then the headline
+    beside the study's logged numbers, the main figures in a two-column grid with captions, the skipped files, the
+    other figures and the params. ``stages`` (objects with ``name`` and ``notebook``) default to the stamps in
+    ``<run_dir>/stages`` and the pages in ``report_dir``.
     """
-    from sefin_utils.stages import STAGES
-
     run_dir, report_dir = Path(run_dir), Path(report_dir)
-    stages = STAGES if stages is None else stages
     report_dir.mkdir(parents=True, exist_ok=True)
     fig_out = report_dir / "figures"
     figures = sorted((run_dir / "figures").glob("*.png")) if (run_dir / "figures").is_dir() else []
@@ -232,64 +558,193 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
         src = run_dir / REPORT_SUBDIR / name
         if src.is_file():
             shutil.copy2(src, report_dir / name)
-    P = _read_json(run_dir / "params.json") or {}
-    parts: list[str] = []
-    banner = banner_text(run_dir)
-    if banner:
-        parts.append(f'<div class="banner">{html.escape(banner)}</div>')
-    parts.append(
-        f"<p>Profile <code>{html.escape(str(P.get('profile', '?')))}</code>; data "
-        f"<code>{html.escape(str(P.get('data_root') or 'generated demo corpus'))}</code>; protocol "
-        f"<code>{html.escape(str(P.get('protocol', '?')))}</code>; seed {P.get('seed', '?')}. "
-        f"Written {time.strftime('%Y-%m-%d %H:%M')}.</p>"
-    )
+    P = _params(run_dir)
+    env = read_json(run_dir / "environment.json") if (run_dir / "environment.json").is_file() else {}
+    generated = is_generated_run(run_dir)
+    parts: list[str] = [banner_html(run_dir)]
+    mach = machine()
+    seeds = P.get("seeds") or [P.get("seed", "?")]
+    data = "generated demo corpus (synthetic)" if generated else str(P.get("data_root"))
+    stage_rows = []
+    total = 0.0
+    for name, nb in _stage_list(run_dir, report_dir, stages):
+        stamp_path = run_dir / "stages" / f"{name}.json"
+        stamp = read_json(stamp_path) if stamp_path.is_file() else {}
+        links = []
+        if (report_dir / f"{nb}.nocode.html").is_file():
+            links.append(f'<a href="{nb}.nocode.html">report</a>')
+        if (report_dir / f"{nb}.html").is_file():
+            links.append(f'<a href="{nb}.html">with code</a>')
+        status = "not run"
+        if stamp:
+            total += float(stamp.get("seconds", 0.0))
+            finished = str(stamp.get("finished", "")).replace("T", " ")
+            status = f"{_fmt_seconds(float(stamp['seconds']))}, finished {finished}"
+        if (report_dir / f"{nb}.failed.html").is_file():
+            links.append(f'<a class="failed" href="{nb}.failed.html">failed run</a>')
+            status = '<span class="failed">failed</span>' if not stamp else status
+        stage_rows.append(f"<tr><td>{html.escape(nb)}</td><td>{' | '.join(links)}</td><td>{status}</td></tr>")
+    facts = [
+        ("profile", f"<code>{html.escape(str(P.get('profile', run_dir.name)))}</code>"),
+        ("data", html.escape(data)),
+        ("split protocol", f"<code>{html.escape(str(P.get('protocol', '?')))}</code>"),
+        ("seeds", html.escape(f"{len(seeds)} ({', '.join(str(s) for s in seeds)})")),
+        (
+            "machine",
+            html.escape(
+                f"{mach['cores']} CPU cores, {mach['device']}; {mach['platform']}"
+                + (f"; Python {env['python']}" if env.get("python") else "")
+                + (
+                    f", TensorFlow {env.get('tensorflow') or env.get('tensorflow-cpu')}"
+                    if env.get("tensorflow") or env.get("tensorflow-cpu")
+                    else ""
+                )
+            ),
+        ),
+        ("written", time.strftime("%Y-%m-%d %H:%M %Z")),
+        (
+            "wall time",
+            f"{_fmt_seconds(total)} over the stages run (a skipped stage keeps its earlier time)"
+            if total
+            else "no stage stamped",
+        ),
+    ]
+    parts.append(_facts_table(facts))
     head = run_dir / REPORT_SUBDIR / "headline.csv"
     parts.append("<h2>Headline</h2>")
     if head.is_file():
-        parts.append(_table_html(format_headline(pd.read_csv(head))))
-        parts.append("<p>Mean ± standard deviation over seeds. Test: unaugmented recordings of the run's protocol, "
-                     "never trained on; ESD: out of domain, scored on the five classes it shares. The study's "
-                     "numbers come from a file-level split that shares speakers between train and test.</p>")
-        parts.append('<p>All results: <a href="results.html">results.html</a> (<a href="results.csv">CSV</a>).</p>')
+        hd = pd.read_csv(head)
+        parts.append(headline_table(hd).to_html())
+        many = bool((hd["seeds"] > 1).any()) if "seeds" in hd.columns else False
+        parts.append(
+            "<p>"
+            + (
+                "Mean ± standard deviation over seeds where a model has two seeds or more; "
+                if many
+                else "One seed per model: no spread is shown, so small differences may be seed noise. "
+            )
+            + "Test: unaugmented recordings of the run's protocol, never trained on; ESD: out of domain, scored on "
+            f"the five classes it shares. The study's columns are its logged numbers ({html.escape(study.PROTOCOL)}"
+            f"; single runs); the public Kaggle notebook reported {tables.fmt(study.KAGGLE_NOTEBOOK_ACCURACY)} test "
+            "accuracy on a split that shares augmented rows of one recording.</p>"
+        )
+        parts.append(
+            '<p>Every model and seed: <a href="results.html">results.html</a> (<a href="results.csv">CSV</a>).</p>'
+        )
     else:
         parts.append("<p><em>No results yet: the report stage has not run.</em></p>")
-    parts.append("<h3>The study's numbers, for comparison</h3>" + _table_html(STUDY_RESULTS))
-    main = _read_json(run_dir / REPORT_SUBDIR / "main_figures.json") or []
-    if main:
-        parts.append("<h2>Main figures</h2>")
-        parts += [_figure(f"figures/{n}", n) for n in main if (fig_out / n).is_file()]
-    parts.append("<h2>Stages</h2><table><tr><th>stage</th><th>report</th><th>status</th></tr>")
-    for s in stages:
-        stamp = _read_json(run_dir / "stages" / f"{s.name}.json") or {}
-        links = []
-        if (report_dir / f"{s.notebook}.nocode.html").is_file():
-            links.append(f'<a href="{s.notebook}.nocode.html">report</a>')
-        if (report_dir / f"{s.notebook}.html").is_file():
-            links.append(f'<a href="{s.notebook}.html">with code</a>')
-        status = f"done in {stamp['seconds']:.0f} s, {stamp.get('finished', '')}" if stamp else "not run"
-        if (report_dir / f"{s.notebook}.failed.html").is_file():
-            links.append(f'<a class="failed" href="{s.notebook}.failed.html">failed run</a>')
-            status = '<span class="failed">failed</span>' if not stamp else status
-        parts.append(f"<tr><td>{s.notebook}</td><td>{' | '.join(links)}</td><td>{status}</td></tr>")
-    parts.append("</table>")
+    main_path = run_dir / REPORT_SUBDIR / "main_figures.json"
+    main = read_json(main_path) if main_path.is_file() else []
+    shown = [n for n in main if (fig_out / n).is_file()]
+    if shown:
+        parts.append(
+            "<h2>Main figures</h2><div class='grid'>"
+            + "".join(_figure(fig_out / n, f"figures/{n}", figure_caption(n, generated=generated)) for n in shown)
+            + "</div>"
+        )
+    parts.append(
+        "<h2>Stages</h2><div class='table-wrap'><table><tr><th>stage</th><th>pages</th>"
+        "<th>wall time</th></tr>" + "".join(stage_rows) + "</table></div>"
+    )
     skipped = run_dir / "skipped.csv"
     if skipped.is_file():
         sk = pd.read_csv(skipped)
-        write_table(sk, report_dir, "skipped", title="Files skipped by discovery", banner=banner)
-        parts.append(f'<h2>Skipped files</h2><p>{len(sk)} file(s) not used, each with its reason: '
-                     f'<a href="skipped.html">skipped.html</a>.</p>')
-    others = [f for f in figures if f.name not in main]
+        write_table(sk, report_dir, "skipped", title="Files skipped by discovery", banner=banner_text(run_dir))
+        parts.append(
+            f"<h2>Skipped files</h2><p>{len(sk)} file(s) under the data root not used, each with its "
+            f'reason: <a href="skipped.html">skipped.html</a>.</p>'
+        )
+    others = [f for f in figures if f.name not in shown]
     if others:
-        parts.append("<h2>All figures</h2>" + "".join(_figure(f"figures/{f.name}", f.name) for f in others))
+        parts.append(
+            f"<h2>Other figures</h2><details><summary>{len(others)} more figure(s) from the stage pages"
+            "</summary><div class='grid'>"
+            + "".join(
+                _figure(fig_out / f.name, f"figures/{f.name}", figure_caption(f.name, generated=generated))
+                for f in others
+            )
+            + "</div></details>"
+        )
     if P:
-        rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(json.dumps(v, default=str))}</td></tr>"
-                       for k, v in P.items())
-        parts.append(f"<h2>Params</h2><details><summary>resolved params</summary><table>{rows}</table></details>")
+        rows = "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(to_json(v, indent=None))}</td></tr>"
+            for k, v in P.items()
+        )
+        parts.append(
+            "<h2>Params</h2><details><summary>resolved params</summary>"
+            f"<div class='table-wrap'><table class='facts'>{rows}</table></div></details>"
+        )
     index = report_dir / "index.html"
-    _write_text(index, _page(f"sefin report: {P.get('profile', run_dir.name)}", "\n".join(parts)))
+    atomic_write_text(index, _page(f"sefin report: {P.get('profile', run_dir.name)}", "\n".join(p for p in parts if p)))
     return index
 
 
-def _figure(src: str, caption: str) -> str:
-    return f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(caption)}"></a>' \
-           f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+WIDE_ASPECT = 2.5
+"""Figures at least this many times wider than tall take a whole row of the index's grid."""
+
+
+def _figure(path: Path, src: str, caption: str, *, inline: bool = False) -> str:
+    """A grid cell: the image (linked to itself) and its caption; a wide figure spans the row. ``inline`` styles
+    the cell itself (for pages without the index's CSS)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            wide = im.width >= WIDE_ASPECT * im.height
+    except OSError:
+        wide = False
+    fig_style = img_style = cap_style = ""
+    if inline:
+        fig_style = ' style="margin:0;text-align:center' + (';grid-column:1/-1"' if wide else '"')
+        img_style = ' style="max-width:100%;height:auto;border:1px solid #ddd' + ('"' if wide else ';max-height:460px"')
+        cap_style = ' style="text-align:left;font-size:.88em;color:#444"'
+    link = f'<a href="{src}">' if not src.startswith("data:") else "<a>"
+    return (
+        f'<figure class="{"wide" if wide else "half"}"{fig_style}>{link}<img src="{src}"{img_style} '
+        f'alt="{html.escape(caption)}"></a><figcaption{cap_style}>{html.escape(caption)}</figcaption></figure>'
+    )
+
+
+def figure_grid(paths: Sequence[Path], *, generated: bool = False) -> _HTML:
+    """Figures (PNG paths) laid out as on the index, embedded in the page (for a notebook): two per row, a wide one
+    alone, each with its caption (:func:`figure_caption`)."""
+    import base64
+
+    cells = []
+    for p in paths:
+        data = base64.b64encode(Path(p).read_bytes()).decode("ascii")
+        caption = figure_caption(Path(p).name, generated=generated)
+        cells.append(_figure(Path(p), f"data:image/png;base64,{data}", caption, inline=True))
+    grid = "display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:1.2em;align-items:start"
+    return _HTML(f'<div class="grid" style="{grid}">' + "".join(cells) + "</div>")
+
+
+# --------------------------------------------------------------------------------------------------- page checks
+
+STDERR_MARKERS: tuple[str, ...] = ('data-mime-type="application/vnd.jupyter.stderr"', 'class="output_stderr')
+"""How nbconvert's HTML marks a stderr output block (lab template; classic template)."""
+
+
+def page_problems(page: str, *, generated: bool) -> list[str]:
+    """What a reader must not see on a rendered page (HTML text): stderr output blocks, a missing generated-data
+    banner on a generated run, the same image twice. Returns one message per problem (empty: the page is clean).
+
+    Images are compared by their ``src`` (a file path, or the embedded base64 data of a notebook's figure).
+    """
+    import re
+    from collections import Counter
+
+    problems = []
+    n_err = sum(page.count(m) for m in STDERR_MARKERS)
+    if n_err:
+        problems.append(f"{n_err} stderr output block(s)")
+    if generated and GENERATED_WORD not in page:
+        problems.append(f"no {GENERATED_WORD} banner on a generated run")
+    srcs = Counter(re.findall(r"<img[^>]*?\ssrc=\"([^\"]+)\"", page))
+    repeated = [s for s, n in srcs.items() if n > 1]
+    if repeated:
+        problems.append(
+            f"{len(repeated)} image(s) shown more than once: "
+            + ", ".join(s[:60] + ("..." if len(s) > 60 else "") for s in repeated)
+        )
+    return problems

@@ -252,6 +252,7 @@ def _kernel_env() -> dict[str, str]:
     env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
     env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     env["TQDM_MININTERVAL"] = os.environ.get("TQDM_MININTERVAL", "5")
+    env["SEFIN_KERNEL_STDERR"] = "log"  # console.quiet_kernel: the kernel's stderr goes to its kernel log, not the page
     return env
 
 

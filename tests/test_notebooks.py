@@ -140,5 +140,8 @@ def test_e2e_tiny_pipeline_through_papermill(tmp_path: Path, monkeypatch: pytest
     assert list((report_dir / "figures").glob("*.png"))
     card = json.loads((run_dir / "model" / "card.json").read_text())
     assert card["data"]["generated"] is True
+    from test_report import check_report  # no stderr block, the banner on every page, no figure twice, no raw JSON
+
+    check_report(report_dir, generated=True)
     again = runner.run("tiny", overrides=overrides, log=lines.append, progress_bar=False)
     assert set(again.status.values()) == {"skipped"}

@@ -78,8 +78,9 @@ def _draw(ax_wave: plt.Axes, ax_spec: plt.Axes, y: np.ndarray, sr: int, title: s
     ax_wave.set_xlim(0, len(y) / sr)
     ax_wave.set_title(title, fontsize=9)
     ax_wave.set_ylabel("amplitude", fontsize=8)
-    librosa.display.specshow(_spectrogram_db(y, sr), sr=sr, hop_length=HOP_LENGTH, x_axis="time", y_axis="log",
-                             ax=ax_spec)
+    librosa.display.specshow(
+        _spectrogram_db(y, sr), sr=sr, hop_length=HOP_LENGTH, x_axis="time", y_axis="log", ax=ax_spec
+    )
     ax_spec.set_ylabel("Hz", fontsize=8)
 
 
@@ -113,21 +114,30 @@ def plot_examples(
 
 
 def split_table(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Recordings (and speakers) per corpus and split for each protocol: one table, protocols side by side."""
+    """Recordings (and speakers) per corpus and split for each protocol: one table, protocols side by side.
+
+    Rows are corpora (a ``corpus`` column), columns ``<protocol> <split>`` with cells ``"12 (2 spk)"``.
+    """
     parts = {}
     for protocol, df in frames.items():
         rec = pd.crosstab(df["corpus"], df["split"]).reindex(columns=[s for s in SPLITS if s in set(df["split"])])
-        spk = df.groupby(["corpus", "split"])["speaker_key"].nunique().unstack(fill_value=0).reindex(
-            columns=rec.columns, fill_value=0)
+        spk = (
+            df.groupby(["corpus", "split"])["speaker_key"]
+            .nunique()
+            .unstack(fill_value=0)
+            .reindex(columns=rec.columns, fill_value=0)
+        )
         cell = rec.astype(str) + " (" + spk.astype(str) + " spk)"
         parts[protocol] = cell
     out = pd.concat(parts, axis=1).fillna("")
-    out.columns.names = ["protocol", "split"]
-    return out
+    out.columns = [f"{protocol} {split}" for protocol, split in out.columns]
+    return out.rename_axis("corpus").reset_index()
 
 
-def plot_splits(frames: Mapping[str, pd.DataFrame], *, path: str | Path | None = None) -> Figure:
-    """Recordings per split and corpus, one panel per protocol."""
+def plot_splits(
+    frames: Mapping[str, pd.DataFrame], *, path: str | Path | None = None, title: str | None = None
+) -> Figure:
+    """Recordings per split and corpus, one panel per protocol (``title`` above them all)."""
     if not frames:
         raise ValueError("plot_splits needs at least one protocol's split table")
     fig, axes = plt.subplots(1, len(frames), figsize=(5.5 * len(frames), 3.6), squeeze=False, sharey=True)
@@ -140,6 +150,8 @@ def plot_splits(frames: Mapping[str, pd.DataFrame], *, path: str | Path | None =
         ax.set_title(f"protocol {protocol}")
         ax.set_ylabel("recordings")
     axes[0][-1].legend(title="corpus", fontsize=8)
+    if title:
+        fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -162,8 +174,9 @@ def plot_frame_labels(
         raise ValueError("plot_frame_labels needs at least one feature")
     n = len(labels)
     heights = [1 if np.asarray(v).shape[-1] == 1 else 2 for v in labels.values()]
-    fig, axes = plt.subplots(n, 1, figsize=(9, 1.3 * sum(heights) + 0.8), sharex=True,
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(
+        n, 1, figsize=(9, 1.3 * sum(heights) + 0.8), sharex=True, gridspec_kw={"height_ratios": heights}, squeeze=False
+    )
     for ax, (name, v) in zip(axes[:, 0], labels.items(), strict=True):
         v = np.asarray(v, dtype=np.float32)
         if v.ndim != 2:
@@ -183,7 +196,7 @@ def plot_frame_labels(
     return _save(fig, path)
 
 
-def plot_label_errors(errors: pd.DataFrame, *, path: str | Path | None = None) -> Figure:
+def plot_label_errors(errors: pd.DataFrame, *, path: str | Path | None = None, title: str | None = None) -> Figure:
     """Max absolute error of sefin's labels against the per-frame librosa loop, relative to each feature's range.
 
     ``errors`` needs ``feature`` and ``rel_error`` columns (one row per feature, or per feature and clip).
@@ -198,11 +211,18 @@ def plot_label_errors(errors: pd.DataFrame, *, path: str | Path | None = None) -
     ax.set_yscale("log")
     ax.set_ylabel("max |error| / range")
     ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 
-def pick_examples(manifest: pd.DataFrame, *, per: str = "emotion", seed: int = 0,
-                  prefer: Sequence[str] = ("RAVDESS", "CREMA-D", "TESS", "SAVEE")) -> pd.DataFrame:
+def pick_examples(
+    manifest: pd.DataFrame,
+    *,
+    per: str = "emotion",
+    seed: int = 0,
+    prefer: Sequence[str] = ("RAVDESS", "CREMA-D", "TESS", "SAVEE"),
+) -> pd.DataFrame:
     """One recording per value of ``per`` (default emotion), from the first preferred corpus that has it; seeded."""
     rng = np.random.default_rng(seed)
     rows = []

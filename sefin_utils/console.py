@@ -1,0 +1,97 @@
+"""Keep log noise out of the rendered pages: progress and library warnings go to the terminal or the kernel log.
+
+A Jupyter kernel saves whatever reaches its stderr into the notebook, and the HTML shows it as a pink block, also
+on the code-free pages: TensorFlow's C++ start-up lines, tqdm's bars unrolled line by line, Python warnings. Every
+stage notebook calls :func:`quiet_kernel` first, before TensorFlow is imported:
+
+- TensorFlow's C++ log keeps errors only (``TF_CPP_MIN_LOG_LEVEL=2`` unless set);
+- two messages that say nothing about the run are filtered, each named below (:data:`FILTERED`);
+- in a kernel started by the runner (``SEFIN_KERNEL_STDERR=log`` in its environment) the kernel's stderr, Python's
+  and the C++ libraries' alike, goes back to where the kernel's own stderr pointed before Jupyter captured it: the
+  runner's ``runs/<profile>/executed/<stage>.kernel.log``. Progress bars and any warning are kept there for whoever
+  wants them, and the page shows only what the notebook displays. Errors still reach the page: a failing cell's
+  traceback is sent as the cell's error output, not through stderr.
+
+Outside a kernel (scripts, tests) :func:`quiet_kernel` changes nothing but the TensorFlow log level default.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+import warnings
+from typing import TextIO
+
+STDERR_ENV = "SEFIN_KERNEL_STDERR"
+"""Environment variable the runner sets to ``log`` in its kernels' environment (see :func:`quiet_kernel`)."""
+
+FILTERED: dict[str, str] = {
+    "IProgress not found": "tqdm.auto's warning, at import in a kernel without ipywidgets (not a sefin dependency): "
+    "it then uses its text bar, which is what sefin wants",
+    "triggered tf.function retracing": "TensorFlow's notice when a model is called on new input shapes or a new "
+    "model is built in a loop (every seed and variant of a stage builds one): expected, and costs seconds",
+}
+"""Messages filtered on purpose (message start -> why it cannot be fixed at its source)."""
+
+
+def in_kernel() -> bool:
+    """True inside a Jupyter (ipykernel) kernel, whose stderr is captured into the notebook."""
+    return type(sys.stderr).__module__.startswith("ipykernel")
+
+
+def progress_stream() -> TextIO:
+    """Where progress should go: in a kernel that captures stderr, a stream on the kernel's original stderr (the
+    terminal, or the runner's kernel log); elsewhere ``sys.stderr``."""
+    copy = getattr(sys.stderr, "_original_stdstream_copy", None)
+    if in_kernel() and copy is not None:
+        return open(os.dup(copy), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+    return sys.stderr
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(s in msg for s in self.starts)
+
+
+def quiet_kernel(*, route: bool | None = None) -> bool:
+    """Quiet TensorFlow's start-up, filter :data:`FILTERED`, and in a runner's kernel send stderr to the kernel log.
+
+    Parameters
+    ----------
+    route : bool, optional
+        Send the kernel's stderr (Python and file descriptor 2) to its original target. Default: when running in
+        a kernel whose environment has ``SEFIN_KERNEL_STDERR=log`` (the runner sets it).
+
+    Returns
+    -------
+    bool
+        Whether stderr was routed away from the notebook.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tqdm.std import TqdmWarning
+
+    warnings.filterwarnings("ignore", message="IProgress not found", category=TqdmWarning)
+    tf_logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _DropMessages) for f in tf_logger.filters):
+        tf_logger.addFilter(_DropMessages(("triggered tf.function retracing",)))
+    if route is None:
+        route = in_kernel() and os.environ.get(STDERR_ENV) == "log"
+    copy = getattr(sys.stderr, "_original_stdstream_copy", None)
+    if not route or copy is None:
+        return False
+    sys.stderr.flush()
+    os.dup2(copy, 2)  # C++ libraries (TensorFlow, absl) write to fd 2: back to the kernel's original stderr
+    sys.stderr = io.TextIOWrapper(
+        open(os.dup(copy), "wb", buffering=0),
+        encoding="utf-8",
+        errors="replace",  # noqa: SIM115
+        line_buffering=True,
+    )
+    return True

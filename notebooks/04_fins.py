@@ -84,10 +84,11 @@ store = runs.open_store(P)
 # FINs trained elsewhere (another run's `fins/`) are copied in and scored on this run's frames instead.
 
 # %%
-if P["fins_from"]:
-    table = runs.reuse_fins(store, P["fins_from"], RUN / "fins")
-else:
-    table = fins.train_all(store, RUN / "fins", **runs.fin_options(P, store))["table"]
+with console.to_log():  # the training log (epoch lines) goes to the terminal / kernel log
+    if P["fins_from"]:
+        table = runs.reuse_fins(store, P["fins_from"], RUN / "fins")
+    else:
+        table = fins.train_all(store, RUN / "fins", **runs.fin_options(P, store))["table"]
 _ = runs.write_table(table, RUN / "fins" / "r2.csv")
 
 # %% [markdown]

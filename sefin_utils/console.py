@@ -17,11 +17,13 @@ Outside a kernel (scripts, tests) :func:`quiet_kernel` changes nothing but the T
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import TextIO
 
 STDERR_ENV = "SEFIN_KERNEL_STDERR"
@@ -36,16 +38,23 @@ FILTERED: dict[str, str] = {
 """Messages filtered on purpose (message start -> why it cannot be fixed at its source)."""
 
 
+_ROUTED: TextIO | None = None
+"""The stream :func:`quiet_kernel` made the kernel's stderr (None until it routes)."""
+
+
 def in_kernel() -> bool:
-    """True inside a Jupyter (ipykernel) kernel, whose stderr is captured into the notebook."""
-    return type(sys.stderr).__module__.startswith("ipykernel")
+    """True inside a Jupyter (ipykernel) kernel, whose output is captured into the notebook."""
+    return any(type(s).__module__.startswith("ipykernel") for s in (sys.stdout, sys.stderr))
 
 
 def progress_stream() -> TextIO:
-    """Where progress should go: in a kernel that captures stderr, a stream on the kernel's original stderr (the
-    terminal, or the runner's kernel log); elsewhere ``sys.stderr``."""
+    """Where progress should go: the kernel's original stderr (the terminal, or the runner's kernel log) inside a
+    kernel that captures output; elsewhere ``sys.stderr``. A stream opened here is the caller's to close (see
+    :func:`to_log`)."""
+    if _ROUTED is not None:
+        return _ROUTED
     copy = getattr(sys.stderr, "_original_stdstream_copy", None)
-    if in_kernel() and copy is not None:
+    if type(sys.stderr).__module__.startswith("ipykernel") and copy is not None:
         return open(os.dup(copy), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
     return sys.stderr
 
@@ -86,12 +95,31 @@ def quiet_kernel(*, route: bool | None = None) -> bool:
     copy = getattr(sys.stderr, "_original_stdstream_copy", None)
     if not route or copy is None:
         return False
+    global _ROUTED
     sys.stderr.flush()
     os.dup2(copy, 2)  # C++ libraries (TensorFlow, absl) write to fd 2: back to the kernel's original stderr
-    sys.stderr = io.TextIOWrapper(
+    sys.stderr = _ROUTED = io.TextIOWrapper(
         open(os.dup(copy), "wb", buffering=0),
         encoding="utf-8",
         errors="replace",  # noqa: SIM115
         line_buffering=True,
     )
     return True
+
+
+@contextlib.contextmanager
+def to_log() -> Iterator[None]:
+    """Within the block, send ``print`` and Keras' epoch lines (stdout) where progress goes (:func:`progress_stream`):
+    a training loop's log stays in the terminal or the kernel log, not on the page. Outside a kernel, a no-op."""
+    if not in_kernel():
+        yield
+        return
+    stream = progress_stream()
+    opened = stream is not _ROUTED and stream is not sys.stderr
+    try:
+        with contextlib.redirect_stdout(stream):
+            yield
+    finally:
+        stream.flush()
+        if opened:
+            stream.close()

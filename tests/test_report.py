@@ -255,3 +255,9 @@ def test_generated_stamp_on_figures(tmp_path: Path) -> None:
         plt.close(fig)
     finally:
         mpl.rcParams["figure.hooks"] = before
+
+
+def test_to_log_outside_a_kernel_changes_nothing(capsys: pytest.CaptureFixture) -> None:
+    with console.to_log():
+        print("shown")
+    assert capsys.readouterr().out == "shown\n"

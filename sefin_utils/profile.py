@@ -221,11 +221,20 @@ PATH = Type("str", nullable=True, describe_as="a folder path or null")
 
 
 def _speaker_id(key: str, value: Any) -> str:
-    """One ESD speaker id as 4-digit text: ``"0011"``, ``11`` and ``"11"`` are all ``"0011"``."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ParamError(f"param {key!r}: speaker id {value!r} is not text or an integer")
-    text = str(value)
-    return f"{int(text):04d}" if text.isdigit() else text
+    """One ESD speaker id as 4-digit text (``"0011"``; ``"11"`` is ``"0011"`` too).
+
+    An integer is refused: it may be what a YAML 1.1 parser made of ``0011`` (octal 9; papermill's ``-y`` and
+    ``yaml.safe_load`` do that), so that ``0013`` would silently become speaker ``0011``.
+    """
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        return f"{int(text):04d}" if text.isdigit() else text
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ParamError(
+            f"param {key!r}: speaker id {value!r} is a number; give ids as text ('0011'): a YAML 1.1 reader turns "
+            "0011 into the octal number 9 (sefin's profile files and -p keep 0011 as text)"
+        )
+    raise ParamError(f"param {key!r}: speaker id {value!r} is not text such as '0011'")
 
 
 @dataclass(frozen=True)

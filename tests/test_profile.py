@@ -144,6 +144,10 @@ def test_esd_speakers_with_leading_zeros_select_those_speakers(tmp_path: Path) -
         found = corpora.discover(data, esd_speakers=runs.esd_speakers(P), progress=False)
         assert sorted(found.manifest["speaker"]) == ["0011", "0012"]
     assert runs.esd_speakers(profile.load_profile("tiny", overrides={"esd_speakers": "0013"})) == ("0013",)
+    import yaml  # a YAML 1.1 reader (papermill's -y) has already turned [0011, 0012] into [9, 10]: refused, not 0009
+
+    with pytest.raises(ParamError, match="octal"):
+        profile.load_profile("tiny", overrides={"esd_speakers": yaml.safe_load("[0011, 0012]")})
     assert runs.esd_speakers(profile.load_profile("tiny"))[0] == "0011"  # english
 
 

@@ -42,10 +42,15 @@ def test_py_and_ipynb_do_not_drift(stem: str) -> None:
     ipynb = nbformat.read(str(NOTEBOOKS / f"{stem}.ipynb"), as_version=4)
     py_cells, nb_cells = _cells(py), _cells(ipynb)
     if py_cells != nb_cells:
-        diff = next(i for i, (a, b) in enumerate(zip(py_cells, nb_cells, strict=False)) if a != b) \
-            if any(a != b for a, b in zip(py_cells, nb_cells, strict=False)) else min(len(py_cells), len(nb_cells))
-        pytest.fail(f"notebooks/{stem}.py and .ipynb differ from cell {diff + 1} on ({len(py_cells)} vs "
-                    f"{len(nb_cells)} cells): run `jupytext --sync notebooks/{stem}.py`")
+        diff = (
+            next(i for i, (a, b) in enumerate(zip(py_cells, nb_cells, strict=False)) if a != b)
+            if any(a != b for a, b in zip(py_cells, nb_cells, strict=False))
+            else min(len(py_cells), len(nb_cells))
+        )
+        pytest.fail(
+            f"notebooks/{stem}.py and .ipynb differ from cell {diff + 1} on ({len(py_cells)} vs "
+            f"{len(nb_cells)} cells): run `jupytext --sync notebooks/{stem}.py`"
+        )
     for cell in ipynb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"{stem}.ipynb is stored with outputs"
@@ -89,8 +94,9 @@ def test_install_cell_finds_the_checkout_when_sefin_is_not_importable(tmp_path: 
     probe = "\nimport sefin_utils\nprint(sefin_utils.__file__)\nprint('pip' if '_reqs' in dir() else '')\n"
     script.write_text(install + probe)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, str(script)], cwd=NOTEBOOKS, env=env, capture_output=True, text=True,
-                         timeout=120, check=True).stdout.splitlines()
+    out = subprocess.run(
+        [sys.executable, str(script)], cwd=NOTEBOOKS, env=env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout.splitlines()
     assert Path(out[0]).resolve() == (profile.REPO_ROOT / "sefin_utils" / "__init__.py").resolve()
     assert out[1] == ""
 
@@ -110,6 +116,29 @@ def test_profiles_load_and_document_every_key(name: str, monkeypatch: pytest.Mon
     assert next(iter(P)) == "seed", f"{path.name}: seed comes first"
     assert set(P) == base_keys | {"profile"}, f"{path.name} keys differ from base.yaml: {set(P) ^ base_keys}"
     assert P["run_dir"].endswith(f"runs/{name}") and P["report_dir"].endswith(f"reports/{name}")
+
+
+def test_a_notebook_run_alone_by_papermill_rejects_an_unknown_param(tmp_path: Path) -> None:
+    """papermill on one stage notebook, as on Kaggle: ``params`` with a typo fails at the notebook's params cell with
+    the key named (as the command line's ``-p`` would), before the stage writes anything."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    run_dir = tmp_path / "run"
+    params = {"calm_mode": "neutral", "run_dir": str(run_dir), "report_dir": str(tmp_path / "report")}
+    with pytest.raises(PapermillExecutionError) as info:
+        pm.execute_notebook(
+            str(NOTEBOOKS / f"{STAGE_STEMS[0]}.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            parameters={"profile": "tiny", "params": params},
+            kernel_name="python3",
+            cwd=str(NOTEBOOKS),
+            progress_bar=False,
+        )
+    assert info.value.ename == "UnknownParamError"
+    assert "'calm_mode' (did you mean 'calm'?)" in info.value.evalue
+    assert "stage_params(profile, params)" in info.value.source
+    assert not run_dir.exists()
 
 
 def test_e2e_tiny_pipeline_through_papermill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

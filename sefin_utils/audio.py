@@ -32,7 +32,7 @@ import io
 import os
 import struct
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -735,23 +735,52 @@ def sound_intervals(
     list of (int, int)
         Sorted, disjoint ranges; empty for an entirely flat signal.
     """
-    y = np.asarray(y, dtype=np.float32)
-    n = len(y)
-    if n == 0:
-        return []
-    flat = np.empty(n, bool)
-    flat[0] = abs(float(y[0])) <= threshold if n == 1 else abs(float(y[1] - y[0])) <= threshold
-    flat[1:] = np.abs(np.diff(y)) <= threshold
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], flat.view(np.int8), [0]))))
+    return sound_intervals_blocks([np.asarray(y, dtype=np.float32)], sr=sr, min_silence_s=min_silence_s,
+                                  threshold=threshold)  # fmt: skip
+
+
+def sound_intervals_blocks(
+    blocks: Iterable[np.ndarray], *, sr: int = SR, min_silence_s: float = SILENCE_MIN_S, threshold: float = SILENCE_PEAK
+) -> list[tuple[int, int]]:
+    """:func:`sound_intervals` of a signal given as consecutive mono blocks (memory: one block)."""
     min_run = max(1, int(round(min_silence_s * sr)))
-    silent = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= min_run]
-    out, pos = [], 0
-    for a, b in silent:
-        if a > pos:
-            out.append((pos, a))
-        pos = b
-    if pos < n:
-        out.append((pos, n))
+    silent: list[tuple[int, int]] = []
+    run_start: int | None = None  # start of the flat run still open at the end of the previous block
+    pos, prev = 0, None
+    for block in blocks:
+        b = np.asarray(block, dtype=np.float32)
+        if not len(b):
+            continue
+        flat = np.empty(len(b), bool)
+        if prev is not None:
+            flat[0] = abs(float(b[0]) - prev) <= threshold
+        else:
+            flat[0] = abs(float(b[1] - b[0])) <= threshold if len(b) > 1 else abs(float(b[0])) <= threshold
+        flat[1:] = np.abs(np.diff(b)) <= threshold
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], flat.view(np.int8), [0])))) + pos
+        starts, stops = list(edges[::2]), list(edges[1::2])
+        if run_start is not None and starts and starts[0] == pos:
+            starts[0] = run_start  # the run continues from the previous block
+        elif run_start is not None:
+            if pos - run_start >= min_run:
+                silent.append((run_start, pos))
+        run_start = None
+        end = pos + len(b)
+        for a, z in zip(starts, stops, strict=True):
+            if z == end:
+                run_start = int(a)  # may continue in the next block
+            elif z - a >= min_run:
+                silent.append((int(a), int(z)))
+        pos, prev = end, float(b[-1])
+    if run_start is not None and pos - run_start >= min_run:
+        silent.append((run_start, pos))
+    out, cur = [], 0
+    for a, z in silent:
+        if a > cur:
+            out.append((cur, a))
+        cur = z
+    if cur < pos:
+        out.append((cur, pos))
     return out
 
 

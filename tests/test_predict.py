@@ -12,21 +12,20 @@ import soundfile as sf
 import soxr
 
 from sefin_utils import audio, features
-from sefin_utils.bundle import (
+from sefin_utils.constants import CLIP_SAMPLES, OFFSET_S, SR, class_names
+from sefin_utils.inference import (
+    CSV_TAIL,
     BundleError,
     EmotionClassifier,
     Prediction,
     WindowPrediction,
-    load_bundle,
-    save_bundle,
-    window_starts,
-)
-from sefin_utils.constants import CLIP_SAMPLES, OFFSET_S, SR, class_names
-from sefin_utils.predict import (
     collect_audio_files,
     find_latest_bundle,
+    load_bundle,
     main,
     predict_paths,
+    save_bundle,
+    window_starts,
 )
 
 keras = pytest.importorskip("keras")
@@ -326,7 +325,8 @@ def test_json_csv_and_table_formats(tmp_path: Path, bundle_dir: Path, capsys: py
     import io
 
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert list(rows[0]) == ["path", "window", "start_s", "end_s", "emotion", *CLASSES, "error"]
+    assert list(rows[0]) == ["path", "window", "start_s", "end_s", "emotion", *CLASSES, *CSV_TAIL]
+    assert CSV_TAIL[0] == "error" and rows[0]["windows_used"] == str(rec["n_windows"]) and rows[0]["warning"] == ""
     assert rows[0]["window"] == "all" and [r["window"] for r in rows[1:]] == [str(i) for i in range(len(rows) - 1)]
     assert float(rows[0][rec["emotion"]]) == pytest.approx(rec["probabilities"][rec["emotion"]], abs=1e-6)
 
@@ -341,7 +341,7 @@ def test_json_csv_and_table_formats(tmp_path: Path, bundle_dir: Path, capsys: py
 
 def test_no_bundle_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture) -> None:
-    import sefin_utils.predict as predict_module
+    import sefin_utils.inference as predict_module
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEFIN_RUNS", raising=False)
@@ -361,7 +361,7 @@ def test_default_bundle_is_the_newest_run(tmp_path: Path, monkeypatch: pytest.Mo
                     card={"created": created})
     (runs / "broken" / "model").mkdir(parents=True)  # no card: an interrupted run is not a candidate
     assert find_latest_bundle(runs) == runs / "new" / "model"
-    import sefin_utils.predict as predict_module
+    import sefin_utils.inference as predict_module
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEFIN_RUNS", raising=False)

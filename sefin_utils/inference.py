@@ -570,10 +570,18 @@ class EmotionClassifier:
     batch_size : int
         Windows per forward pass; also what bounds memory on a long file. A file's windows are always scored apart
         from other files', so results never depend on the other files of a batch.
+    block_s : float
+        Seconds of audio read at a time from a file (:func:`sefin_utils.audio.stream`).
     """
 
     def __init__(
-        self, bundle: Bundle, *, hop: float | None = None, offset_rule: str | None = None, batch_size: int = 64
+        self,
+        bundle: Bundle,
+        *,
+        hop: float | None = None,
+        offset_rule: str | None = None,
+        batch_size: int = 64,
+        block_s: float = audio.BLOCK_S,
     ) -> None:
         self.bundle = bundle
         pre = bundle.preprocess
@@ -587,6 +595,7 @@ class EmotionClassifier:
         if not 0 < self.hop <= self.duration:
             raise ValueError(f"hop must be > 0 and at most the window ({self.duration} s), got {self.hop} s")
         self.batch_size = int(batch_size)
+        self.block_s = float(block_s)
         self._input_names = [str(getattr(t, "name", "")) for t in getattr(bundle.classifier, "inputs", [])]
 
     # constructors ----------------------------------------------------------------------------------------------
@@ -636,10 +645,14 @@ class EmotionClassifier:
         path = Path(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", audio.AudioWarning)  # scan returns them as notes
-            found = audio.scan(path, sr=self.sr)
-        spans = audio.sound_intervals_blocks(audio.stream(path, found), sr=self.sr)
+            found = audio.scan(path, sr=self.sr, block_s=self.block_s)
+        spans = audio.sound_intervals_blocks(audio.stream(path, found, block_s=self.block_s), sr=self.sr)
         return self._classify(
-            lambda: audio.stream(path, found), found.n_samples, spans, path=str(path), notes=found.notes
+            lambda: audio.stream(path, found, block_s=self.block_s),
+            found.n_samples,
+            spans,
+            path=str(path),
+            notes=found.notes,
         )
 
     def classify_signal(self, y: np.ndarray, sr: int, *, path: str | None = None) -> Prediction:
@@ -825,6 +838,9 @@ class EmotionClassifier:
             raise AudioError(
                 name, f"no usable window: all {skipped} window(s) hold less than one frame of sound", "silent window"
             )
+        silence = (n - sum(b - a for a, b in spans)) / self.sr
+        if silence >= audio.SILENCE_MIN_S:
+            notes = (*notes, f"{silence:.1f} s of digital silence treated as padding ({skipped} window(s) skipped)")
         classes = self.classes
         mean = np.mean([p for _, p, _ in used], axis=0)
         windows = [

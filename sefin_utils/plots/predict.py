@@ -9,6 +9,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from sefin_utils.audio import display_path
+
 TOP_COLOR = "tab:red"
 OTHER_COLOR = "tab:blue"
 
@@ -27,8 +29,9 @@ def plot_probabilities(
     Parameters
     ----------
     predictions : sequence of Prediction
-        From :func:`sefin_utils.predict.predict_paths` or ``EmotionClassifier.classify_file``; failed ones are
-        shown as their error message.
+        From :func:`sefin_utils.inference.predict_paths` or ``EmotionClassifier.classify_file``; failed ones are
+        shown as their error message, skipped files as their reason; a warning (bundle trained on generated data) goes
+        into the title.
     path : str or Path, optional
         Save the figure there as PNG.
     classes : sequence of str, optional
@@ -53,9 +56,11 @@ def plot_probabilities(
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 0.28 * len(classes) * nrows + 1.2 * nrows + 0.4),
                              squeeze=False, sharex=True)
     for ax, p in zip(axes.flat, preds, strict=False):
-        name = Path(p.path).name if p.path else "<signal>"
+        name = display_path(Path(p.path).name) if p.path else "<signal>"
         if p.error is not None or not p.probabilities:
-            ax.text(0.5, 0.5, f"error:\n{p.error}", ha="center", va="center", wrap=True, fontsize=8, color="tab:red",
+            skipped = getattr(p, "skipped", None)
+            text = f"skipped:\n{skipped}" if skipped else f"error:\n{p.error}"
+            ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=8, color="tab:red",
                     transform=ax.transAxes)
             ax.set_yticks([])
             ax.set_title(name, fontsize=9)
@@ -67,14 +72,20 @@ def plot_probabilities(
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
         n_win = len(getattr(p, "windows", []) or [])
-        suffix = f" ({n_win} windows)" if n_win > 1 else ""
+        n_skip = int(getattr(p, "n_skipped", 0) or 0)
+        suffix = ""
+        if n_win > 1 or n_skip:
+            suffix = f" ({n_win} windows" + (f", {n_skip} silent skipped)" if n_skip else ")")
         ax.set_title(f"{name}: {p.emotion}{suffix}", fontsize=9)
     for ax in list(axes.flat)[len(preds) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("probability")
+    warning = next((w for w in (getattr(p, "warning", None) for p in preds) if w), None)
+    if warning:  # a bundle trained on generated data: its answers say nothing about real speech
+        title = f"{title or ''}\nWARNING: {warning}".strip()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, color="tab:red" if warning else None, fontsize=10 if warning else None)
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -157,27 +157,42 @@ def test_predict_reads_what_audio_reads_and_says_so(tmp_path: Path, clf: Emotion
 
 
 # ---------------------------------------------------------------------------------------------- 7. file names
-@pytest.mark.parametrize("locale", ["C", "C.UTF-8", "en_US.UTF-8"])
-def test_latin1_names_in_table_and_csv_under_any_locale(tmp_path: Path, bundles: dict[str, Path],
-                                                       locale: str) -> None:  # fmt: skip
+def test_latin1_names_in_table_and_csv(tmp_path: Path, bundles: dict[str, Path], monkeypatch) -> None:  # noqa: ANN001
+    """The CLI on a strict UTF-8 stdout (a desktop locale's): the table shows an escape, the CSV the exact bytes."""
     name = os.fsdecode(b"r\xe9union.wav")
     folder = tmp_path / os.fsdecode(b"enregistr\xe9")
     write(folder / name, speechlike(2.0, seed=48))
-    env = {**os.environ, "LC_ALL": locale, "LANG": locale, "PYTHONUTF8": "0", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("PYTHONIOENCODING", None)
-    code = (
-        "import sys; from sefin_utils.inference import main; "
-        f"a = main([sys.argv[1], '--model', {str(bundles['real'])!r}, '--no-progress']); "
-        f"b = main([sys.argv[1], '--model', {str(bundles['real'])!r}, '--csv']); sys.exit(a or b)"
-    )
-    res = subprocess.run([sys.executable, "-c", code, os.fsencode(folder)], capture_output=True, cwd=REPO, env=env,
-                         check=False)  # fmt: skip
-    assert res.returncode == 0, res.stderr.decode(errors="replace")[-2000:]
-    assert b"Traceback" not in res.stderr
-    table, _, csv_text = res.stdout.partition(b"path,window")
+    outputs = []
+    for fmt in ([], ["--csv"], ["--json"]):
+        raw = io.BytesIO()
+        monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8", errors="strict"))
+        assert main([str(folder), "--model", str(bundles["real"]), "--no-progress", *fmt]) == 0
+        sys.stdout.flush()
+        outputs.append(raw.getvalue())
+    monkeypatch.undo()
+    table, csv_bytes, json_bytes = outputs
     assert b"r\\xe9union.wav" in table  # readable escape in the table
-    rows = list(csv.reader(io.StringIO("path,window" + csv_text.decode("utf-8", "surrogateescape"))))
+    rows = list(csv.reader(io.StringIO(csv_bytes.decode("utf-8", "surrogateescape"))))
     assert os.fsencode(rows[1][0]) == os.fsencode(folder / name)  # the exact bytes in the CSV
+    assert os.fsencode(json.loads(json_bytes)["path"]) == os.fsencode(folder / name)  # and in JSON (\udce9)
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8", "en_US.UTF-8"])
+def test_latin1_names_print_under_any_locale(tmp_path: Path, locale: str) -> None:
+    """The output functions under each locale in a fresh interpreter (stdout set up by the locale)."""
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/r\xe9union.wav")
+    code = (
+        "import sys; from sefin_utils import audio; from sefin_utils.inference import Prediction, format_table, "
+        "write_csv, write_json; audio.safe_output(sys.stdout); "
+        "p = Prediction(sys.argv[1], 'happy', {'happy': 1.0}, notes=('caf\\u00e9 note',)); "
+        "print(format_table([p], ['happy'])); write_csv([p], sys.stdout, ['happy']); write_json([p], sys.stdout)"
+    )
+    env = {**os.environ, "LC_ALL": locale, "LANG": locale, "PYTHONUTF8": "0"}
+    env.pop("PYTHONIOENCODING", None)
+    res = subprocess.run([sys.executable, "-c", code, os.fsencode(path)], capture_output=True, cwd=REPO, env=env,
+                         check=False)  # fmt: skip
+    assert res.returncode == 0 and b"Traceback" not in res.stderr, res.stderr.decode(errors="replace")
+    assert b"r\\xe9union.wav" in res.stdout and os.fsencode(path) in res.stdout
 
 
 # ---------------------------------------------------------------------------------------------- 12. generated data
@@ -200,3 +215,22 @@ def test_generated_bundle_warns_in_every_output(tmp_path: Path, bundles: dict[st
     buf = io.StringIO()
     write_csv(predict_paths([f], EmotionClassifier.from_bundle(bundles["gen"])), buf, CLASSES)
     assert GENERATED_WARNING in buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- the room's rule
+def test_inference_imports_no_training_code_at_module_level(tmp_path: Path) -> None:
+    import ast
+
+    import sefin_utils.inference as inference
+
+    tree = ast.parse(Path(inference.__file__).read_text())
+    imported: set[str] = set()
+    for node in tree.body:  # module level only: lazy imports inside functions are allowed for custom layers
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported |= {f"{node.module}.{a.name}" for a in node.names} | {str(node.module)}
+    training = {"fins", "ser", "classifiers", "training", "experiments", "cache", "runner", "runs", "keras"}
+    assert not {m for m in imported if set(m.split(".")) & training}, imported
+    bundle = save_bundle(tmp_path / "model", classifier=tiny_summary_model(), kind="summary", classes=CLASSES)
+    assert json.loads((bundle / "preprocess.json").read_text())["layer_modules"] == []  # plain Keras layers only

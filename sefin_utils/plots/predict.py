@@ -53,15 +53,17 @@ def plot_probabilities(
         classes = next((list(p.probabilities) for p in preds if p.probabilities), [])
     ncols = max(1, min(ncols, len(preds)))
     nrows = -(-len(preds) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 0.28 * len(classes) * nrows + 1.2 * nrows + 0.4),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 0.28 * len(classes) * nrows + 1.2 * nrows + 0.4), squeeze=False, sharex=True
+    )
     for ax, p in zip(axes.flat, preds, strict=False):
         name = display_path(Path(p.path).name) if p.path else "<signal>"
         if p.error is not None or not p.probabilities:
             skipped = getattr(p, "skipped", None)
             text = f"skipped:\n{skipped}" if skipped else f"error:\n{p.error}"
-            ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=8, color="tab:red",
-                    transform=ax.transAxes)
+            ax.text(
+                0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=8, color="tab:red", transform=ax.transAxes
+            )
             ax.set_yticks([])
             ax.set_title(name, fontsize=9)
             continue

@@ -112,4 +112,4 @@ BASELINE_FIGURES = runs.ser_figures(RUN / "baseline", FIG, prefix="02_baseline")
 # ## What the numbers say
 
 # %%
-report.say_models(results, n_classes=len(class_names(P["calm"])))
+report.say_models(results, n_classes=len(class_names(P["calm"])), run_dir=RUN)

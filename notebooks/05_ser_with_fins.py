@@ -108,4 +108,4 @@ tables.card_table(json.loads((bundle_dir / "card.json").read_text()))
 # ## What the numbers say
 
 # %%
-report.say_models(runs.load_results(P), n_classes=len(class_names(P["calm"])))
+report.say_models(runs.load_results(P), n_classes=len(class_names(P["calm"])), run_dir=RUN)

@@ -128,4 +128,4 @@ report.figure_grid([FIG / n for n in main if not n.startswith("06_")],  # this p
 # ## What the numbers say
 
 # %%
-report.say_models(results, n_classes=len(class_names(P["calm"])))
+report.say_models(results, n_classes=len(class_names(P["calm"])), run_dir=RUN)

@@ -342,14 +342,43 @@ def _n_seeds(results: pd.DataFrame) -> int:
     return int(results["seed"].nunique()) if "seed" in results.columns else 1
 
 
+def predicted_shares(run_dir: Path, variants: Sequence[str], *, dirs: Sequence[str] = ("ser", "baseline")) -> dict:
+    """For each model, the class it predicts most often on the test split and how often: ``{variant: (class,
+    count, n)}``, read from the confusion matrix of its first seed's metrics JSON (``<dir>/metrics/<variant>__seed*
+    .json``, written by ``ser.run_experiments``). Models without such a file are left out."""
+    out = {}
+    for v in variants:
+        for d in dirs:
+            files = sorted((Path(run_dir) / d / "metrics").glob(f"{v}__seed*.json"))
+            if not files:
+                continue
+            payload = read_json(files[0])
+            test = (payload.get("reports") or {}).get("test") or {}
+            overall = test.get("overall", test)
+            conf = np.asarray(overall.get("confusion") or [], dtype=float)
+            classes = overall.get("classes") or payload.get("classes") or []
+            if conf.ndim == 2 and conf.size and len(classes) == conf.shape[1]:
+                col = conf.sum(axis=0)
+                k = int(np.argmax(col))
+                out[str(v)] = (str(classes[k]), int(col[k]), int(conf.sum()))
+            break
+    return out
+
+
 def say_models(
-    results: pd.DataFrame, *, metric: str = "test_macro_f1", n_classes: int | None = None, kind: str | None = None
+    results: pd.DataFrame,
+    *,
+    metric: str = "test_macro_f1",
+    n_classes: int | None = None,
+    kind: str | None = None,
+    run_dir: Path | None = None,
 ) -> _Markdown:
     """ "What the numbers say" about classifiers, computed from a results table (one row per model and seed).
 
     States the protocol, the number of seeds, each model's mean (± sd over seeds where there are two or more),
     the chance level (``1 / n_classes``) and, for the best model against the runner-up, whether their difference
-    exceeds the larger spread; with one seed it says that no difference can be told from seed noise.
+    exceeds the larger spread; with one seed it says that no difference can be told from seed noise. With
+    ``run_dir``, models that put most test recordings in one class are named (:func:`predicted_shares`).
     """
     df = results if kind is None or "kind" not in results.columns else results[results["kind"] == kind]
     if "kind" in df.columns:
@@ -375,6 +404,14 @@ def say_models(
             f"A uniform random guess has accuracy {tables.fmt(chance)} ({n_classes} classes): {above} of {len(acc)} "
             "model(s) beat it in test accuracy."
         )
+    if run_dir is not None:
+        skewed = {v: t for v, t in predicted_shares(run_dir, list(stats.index)).items() if t[2] and t[1] > t[2] / 2}
+        if skewed:
+            listed = "; ".join(f"{v} says {c} for {k} of {n} ({k / n:.0%})" for v, (c, k, n) in skewed.items())
+            parts.append(
+                f"Most test recordings get one class, so these models have not learnt to tell the emotions "
+                f"apart: {listed}."
+            )
     if len(stats) >= 2:
         (a, b) = stats.index[:2]
         diff = float(stats.loc[a, "mean"] - stats.loc[b, "mean"])

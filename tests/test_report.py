@@ -261,3 +261,14 @@ def test_to_log_outside_a_kernel_changes_nothing(capsys: pytest.CaptureFixture) 
     with console.to_log():
         print("shown")
     assert capsys.readouterr().out == "shown\n"
+
+
+def test_say_models_names_models_that_predict_one_class(tmp_path: Path) -> None:
+    metrics = tmp_path / "ser" / "metrics"
+    metrics.mkdir(parents=True)
+    conf = [[0, 3], [1, 6]]  # 9 of 10 test recordings predicted as "sad"
+    payload = {"classes": ["angry", "sad"], "reports": {"test": {"overall": {"confusion": conf}}}}
+    (metrics / "e2e_frozen__seed0.json").write_text(json.dumps(payload))
+    assert report.predicted_shares(tmp_path, ["e2e_frozen", "missing"]) == {"e2e_frozen": ("sad", 9, 10)}
+    text = report.say_models(_results(), run_dir=tmp_path).text
+    assert "e2e_frozen says sad for 9 of 10 (90%)" in text

@@ -338,7 +338,8 @@ def _utf8_ok(path: Path) -> bool:
 def _pyav_open(path: Path):  # noqa: ANN202 - av types
     import av
 
-    container = av.open(os.fsdecode(path)) if _utf8_ok(path) else av.open(Path(path).open("rb"))
+    # FFmpeg takes UTF-8 names: a name that is not UTF-8 is handed over as an open file (closed when collected)
+    container = av.open(os.fsdecode(path)) if _utf8_ok(path) else av.open(Path(path).open("rb"))  # noqa: SIM115
     stream = next((s for s in container.streams if s.type == "audio"), None)
     if stream is None:
         container.close()

@@ -1180,7 +1180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_skip = len(predictions) - len(scored)
     if n_skip:
         print(
-            f"predict: {n_skip} file(s) in the folders are not audio and were skipped (listed above)", file=sys.stderr
+            f"predict: {n_skip} file(s) in the folders are not audio and were skipped (listed in the output)",
+            file=sys.stderr,
         )
     if failed:
         print(f"predict: {failed} of {len(scored)} file(s) could not be scored", file=sys.stderr)

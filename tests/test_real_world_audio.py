@@ -294,3 +294,13 @@ def test_tess_file_with_a_misnamed_speaker_is_recovered(tmp_path: Path) -> None:
     row = found.manifest.set_index("recording_id").loc["TESS/OAF_bite_neutral"]
     assert (row["speaker"], row["emotion"]) == ("OAF", "neutral") and "from folder 'OAF_neutral'" in row["note"]
     assert len(found.manifest) == 3 and list(found.skipped["path"].map(lambda p: Path(p).name)) == ["OA_bite_angry.wav"]
+
+
+def test_latin1_names_open_in_every_decoder(tmp_path: Path) -> None:
+    y = tone(1.0, 16_000)
+    wav = write(tmp_path / os.fsdecode(b"caf\xe9.wav"), y, 16_000)
+    m4a = encode(tmp_path / "plain.m4a", y, 16_000, "aac").rename(tmp_path / os.fsdecode(b"caf\xe9.m4a"))
+    for path in (wav, m4a):
+        assert audio.info(path).frames >= len(y) and len(audio.load(path)) >= SR
+        found = audio.scan(path)
+        assert sum(len(b) for b in audio.stream(path, found)) == found.n_samples

@@ -210,6 +210,21 @@ class _WavData:
     block_align: int
     header: bytes  # everything before the data chunk's size field
     big_endian: bool
+    byte_rate: int = 0
+    tail: bytes = b""  # the first bytes after the declared data (and its pad byte)
+
+    @property
+    def stale_short(self) -> bool:
+        """The header declares less than the audio that follows: a recorder that updated its header now and then and
+        stopped early. True when at least 50 ms of bytes follow the declared data and they are neither a chunk
+        (four printable ASCII characters), an ID3 tag nor zero padding."""
+        extra = self.available - self.declared - (self.declared & 1)
+        if self.declared in _PLACEHOLDER_SIZES or extra < max(self.block_align, 0.05 * self.byte_rate, 1):
+            return False
+        head = self.tail[:4]
+        if all(32 <= b < 127 for b in head) or head[:3] in (b"ID3", b"TAG") or not any(self.tail):
+            return False
+        return True
 
 
 def _wav_data(path: Path) -> _WavData | None:
@@ -220,15 +235,20 @@ def _wav_data(path: Path) -> _WavData | None:
         if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
             return None
         endian = "<" if head[:4] == b"RIFF" else ">"
-        pos, block_align = 12, 0
+        pos, block_align, byte_rate = 12, 0, 0
         while pos + 8 <= size:
             fh.seek(pos)
             chunk_id, chunk_size = struct.unpack(endian + "4sI", fh.read(8))
             if chunk_id == b"fmt " and chunk_size >= 14:
-                block_align = struct.unpack(endian + "HHIIH", fh.read(14))[4]
+                _, _, _, byte_rate, block_align = struct.unpack(endian + "HHIIH", fh.read(14))
             if chunk_id == b"data":
+                fh.seek(pos + 8 + chunk_size + (chunk_size & 1))
+                tail = fh.read(4096) if chunk_size not in _PLACEHOLDER_SIZES else b""
                 fh.seek(0)
-                return _WavData(pos + 8, chunk_size, size - pos - 8, block_align, fh.read(pos + 4), endian == ">")
+                header = fh.read(pos + 4)
+                return _WavData(
+                    pos + 8, chunk_size, size - pos - 8, block_align, header, endian == ">", byte_rate, tail
+                )
             pos += 8 + chunk_size + (chunk_size & 1)
     raise AudioError(path, "WAV file has no data chunk (truncated or corrupt)", "truncated")
 
@@ -240,8 +260,9 @@ def check_wav_header(path: str | Path) -> str | None:
     -------
     str or None
         None when the header is consistent (or the file is not RIFF/WAVE); a note when the header is stale but the
-        samples are there (data size 0 or 0xFFFFFFFF from a recorder that never finalised it, or declared at most
-        :data:`STALE_SLACK` larger than the bytes present): :func:`load` then reads what is present.
+        samples are there (data size 0 or 0xFFFFFFFF from a recorder that never finalised it, declared at most
+        :data:`STALE_SLACK` larger than the bytes present, or smaller than the audio that follows it, see
+        ``_WavData.stale_short``): :func:`load` then reads what is present.
 
     Raises
     ------
@@ -269,6 +290,11 @@ def check_wav_header(path: str | Path) -> str | None:
                 "truncated",
             )
         return f"stale WAV header (declares {declared} bytes of audio, {available} present); read what is present"
+    if wav.stale_short:
+        return (
+            f"stale WAV header (declares {declared} bytes of audio but {available} bytes of audio follow: a header "
+            "not updated when recording stopped); read them all"
+        )
     return None
 
 
@@ -277,7 +303,8 @@ def _repaired_wav(path: Path) -> io.BytesIO:
     wav = _wav_data(path)
     assert wav is not None
     align = max(wav.block_align, 1)
-    n = min(wav.available, wav.declared if wav.declared not in _PLACEHOLDER_SIZES else wav.available)
+    stale = wav.declared in _PLACEHOLDER_SIZES or wav.stale_short
+    n = wav.available if stale else min(wav.available, wav.declared)
     n -= n % align
     endian = ">" if wav.big_endian else "<"
     with path.open("rb") as fh:

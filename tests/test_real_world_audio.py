@@ -304,3 +304,19 @@ def test_latin1_names_open_in_every_decoder(tmp_path: Path) -> None:
         assert audio.info(path).frames >= len(y) and len(audio.load(path)) >= SR
         found = audio.scan(path)
         assert sum(len(b) for b in audio.stream(path, found)) == found.n_samples
+
+
+def test_header_declaring_less_than_the_audio_that_follows(tmp_path: Path) -> None:
+    y = tone(3.0, 16_000)
+    path = write(tmp_path / "early_header.wav", y, 16_000)
+    _set_data_size(path, 16_000 * 2)  # updated after 1 s, never again
+    got, notes = load_warns(path)
+    np.testing.assert_array_equal(got, audio.load(write(tmp_path / "ok.wav", y, 16_000)))
+    assert len(notes) == 1 and "3 s" not in notes[0] and "follow" in notes[0] and str(path) in notes[0]
+    # a chunk, an ID3 tag or zero padding after the data is not audio: read as declared, no note
+    for name, extra in (("list.wav", b"LIST\x04\x00\x00\x00INFO"), ("id3.wav", b"ID3\x03\x00" + bytes(40)),
+                        ("pad.wav", bytes(8192))):  # fmt: skip
+        other = write(tmp_path / name, y, 16_000)
+        other.write_bytes(other.read_bytes() + extra)
+        got, notes = load_warns(other)
+        assert notes == [] and len(got) == len(audio.load(tmp_path / "ok.wav"))

@@ -400,8 +400,9 @@ def _pyav_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
         yield np.concatenate(pending)
 
 
-def info(path: str | Path) -> AudioInfo:
-    """Header facts of an audio file (decodes it whole only when a container does not state its length).
+def info(path: str | Path, *, count: bool = True) -> AudioInfo:
+    """Header facts of an audio file. PyAV containers state their length only as an estimate, so with ``count``
+    they are decoded once to count the samples; without it ``frames`` is -1 for them.
 
     Raises
     ------
@@ -431,6 +432,8 @@ def info(path: str | Path) -> AudioInfo:
         rate, channels = int(stream.rate or 0), int(stream.channels or 0)
     finally:
         container.close()
+    if not count:
+        return AudioInfo(str(path), rate, channels, -1, "pyav", notes)
     frames = sum(len(b) for b in _pyav_blocks(path, 1 << 20))  # exact: containers' durations are estimates
     if frames <= 0 or rate <= 0:
         raise AudioError(path, "zero-length audio (no samples)", "no samples")
@@ -656,7 +659,7 @@ def scan(path: str | Path, *, sr: int = SR, min_samples: int = FRAME_LENGTH, blo
         As :func:`load`.
     """
     path = Path(path)
-    inf = info(path)
+    inf = info(path, count=False)  # this pass counts the samples itself
     c = inf.channels
     cross = np.zeros((c, c))
     ch_peak, mean_peak = np.zeros(c), 0.0
@@ -666,6 +669,11 @@ def scan(path: str | Path, *, sr: int = SR, min_samples: int = FRAME_LENGTH, blo
         bad += int(np.sum(~np.isfinite(block)))
         if bad:
             continue
+        if block.shape[1] != c:  # the decoder's layout rules over a container's header
+            if n:
+                raise AudioError(path, f"channel count changes inside the file ({c} -> {block.shape[1]})")
+            c = block.shape[1]
+            cross, ch_peak = np.zeros((c, c)), np.zeros(c)
         d = block.astype(np.float64)
         cross += d.T @ d
         ch_peak = np.maximum(ch_peak, np.abs(block).max(axis=0))

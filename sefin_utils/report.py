@@ -500,6 +500,14 @@ def say_fins(table: pd.DataFrame) -> _Markdown:
         rows.append(text)
     parts.append("; ".join(rows) + ".")
     parts.append(f"Below the study: {', '.join(below)}." if below else "None is below the study's number.")
+    if "init" in table.columns and "r2_test" in table.columns:
+        kept = table[(table["init"].astype(str) == "librosa") & (table["r2_test"] >= 0.999)]
+        if len(kept):
+            parts.append(
+                f"{', '.join(map(str, kept['feature']))} start{'s' if len(kept) == 1 else ''} at librosa's own "
+                "computation (`fin_init: librosa`), so an R² near 1 shows that training kept it, not that a network "
+                "learnt the feature from scratch (`fin_init: random` tests that)."
+            )
     return _Markdown(" ".join(parts))
 
 

@@ -164,6 +164,8 @@ def test_say_labels_and_fins() -> None:
     )
     text = report.say_fins(r2).text
     assert "rms 0.990 (ESD 0.900) against the study's 0.985" in text and "Below the study: mfcc." in text
+    r2["init"], r2["r2_test"] = ["librosa", "random"], [0.9995, 0.9995]
+    assert "rms starts at librosa's own computation" in report.say_fins(r2).text
 
 
 # ------------------------------------------------------------------------------------------------------ index

@@ -92,16 +92,23 @@ def quiet_kernel(*, route: bool | None = None) -> bool:
         tf_logger.addFilter(_DropMessages(("triggered tf.function retracing",)))
     if route is None:
         route = in_kernel() and os.environ.get(STDERR_ENV) == "log"
-    copy = getattr(sys.stderr, "_original_stdstream_copy", None)
-    if not route or copy is None:
+    if not route or not in_kernel():
         return False
     global _ROUTED
+    if _ROUTED is not None:
+        return True
     sys.stderr.flush()
-    os.dup2(copy, 2)  # C++ libraries (TensorFlow, absl) write to fd 2: back to the kernel's original stderr
+    # ipykernel copies the kernel's original stderr before pointing fd 2 at the notebook; it leaves fd 2 alone (no
+    # copy) when it does not capture file descriptors, e.g. under pytest
+    target = getattr(sys.stderr, "_original_stdstream_copy", None)
+    if target is not None:
+        os.dup2(target, 2)  # C++ libraries (TensorFlow, absl) write to fd 2: back to the kernel's original stderr
+    else:
+        target = 2
     sys.stderr = _ROUTED = io.TextIOWrapper(
-        open(os.dup(copy), "wb", buffering=0),
+        open(os.dup(target), "wb", buffering=0),  # noqa: SIM115
         encoding="utf-8",
-        errors="replace",  # noqa: SIM115
+        errors="replace",
         line_buffering=True,
     )
     return True

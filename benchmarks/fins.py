@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare_only:
         return 0
 
-    from sefin_utils import features, fins
+    from sefin_utils import experiments, features, fins
     from sefin_utils.plots import fins as fin_plots
 
     study_label = "study_std" if args.study_standardise else "study"
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             kw = {"epochs": args.study_epochs, "train_rows": subset, "max_eval_clips": args.study_eval_clips}
             kw["standardise"] = args.study_standardise
         t = time.perf_counter()
-        res = fins.train_all(store, args.out / label, arch=arch, seed=args.seed, features=args.features, **kw)
+        res = experiments.train_all(store, args.out / label, arch=arch, seed=args.seed, features=args.features, **kw)
         print(f"{label}: trained and evaluated in {time.perf_counter() - t:.0f} s", flush=True)
         tables.append(res["table"])
         models[label] = fins.load_fins(args.out / label)
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = store.select(split=split, augmentation="orig")
             if arch.startswith("study"):
                 rows = rows[: args.study_eval_clips]
-            res = {n: fins.predict_store(m, store, rows, n)[::-1] for n, m in fm.items()}
+            res = {n: experiments.predict_store(m, store, rows, n)[::-1] for n, m in fm.items()}
             fin_plots.pred_vs_true(
                 res, title=f"{arch} FINs, {split} frames", path=fig_dir / f"pred_vs_true_{arch}_{split}.png"
             )

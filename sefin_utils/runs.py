@@ -215,7 +215,7 @@ def label_spot_check(store: Any, rows: Sequence[int]) -> Any:
 
 
 def fin_options(P: Mapping[str, Any], store: Any) -> dict[str, Any]:
-    """Keyword arguments of :func:`sefin_utils.fins.train_all` from a resolved profile.
+    """Keyword arguments of :func:`sefin_utils.experiments.train_all` from a resolved profile.
 
     The profile's ``fin_*`` keys meet ``train_all``'s shorter keywords here (``fin_epochs`` -> ``epochs``).
 
@@ -246,11 +246,11 @@ def fin_options(P: Mapping[str, Any], store: Any) -> dict[str, Any]:
 
 def reuse_fins(store: Any, source: str | os.PathLike, fins_dir: Path) -> Any:
     """Copy trained FINs (``<feature>.keras`` + ``.json``, e.g. from another run) into ``fins_dir`` and score them
-    on this run's test and ESD frames; returns the R² table in the layout of ``fins.train_all``'s."""
+    on this run's test and ESD frames; returns the R² table in the layout of ``experiments.train_all``'s."""
     import numpy as np
     import pandas as pd
 
-    from sefin_utils import fins
+    from sefin_utils import experiments, fins
 
     source, fins_dir = Path(os.path.expanduser(str(source))), Path(fins_dir)
     found = [n for n in fins.FIN_NAMES if (source / f"{n}.keras").is_file()]
@@ -277,8 +277,8 @@ def reuse_fins(store: Any, source: str | os.PathLike, fins_dir: Path) -> Any:
         }
         for split, r in rows.items():
             if len(r):
-                pred, true = fins.predict_store(model, store, r, name)
-                row.update({f"{k}_{split}": v for k, v in fins.evaluate_fin(true, pred, name).items()})
+                pred, true = experiments.predict_store(model, store, r, name)
+                row.update({f"{k}_{split}": v for k, v in experiments.evaluate_fin(true, pred, name).items()})
         row.update({f"study_{k}": v for k, v in fins.STUDY_R2[name].items()})
         table.append(row)
     return pd.DataFrame(table)
@@ -388,7 +388,7 @@ def fin_figures(
 ) -> list[Path]:
     """The FIN stage's figures: predicted vs true on test frames (up to ``max_clips`` clips) and one test utterance,
     librosa beside FIN. Returns the PNG paths (the figures stay open, so a notebook shows them)."""
-    from sefin_utils import fins
+    from sefin_utils import experiments, fins
     from sefin_utils.plots import fins as fin_plots
 
     models = fins.load_fins(fins_dir)
@@ -397,7 +397,7 @@ def fin_figures(
         rows = store.select(split="val", augmentation="orig")
     pairs = {}
     for name, model in models.items():
-        pred, true = fins.predict_store(model, store, rows[:max_clips], name)
+        pred, true = experiments.predict_store(model, store, rows[:max_clips], name)
         pairs[name] = (true, pred)
     out = [Path(fig_dir) / f"{prefix}_pred_vs_true.png", Path(fig_dir) / f"{prefix}_utterance.png"]
     fin_plots.pred_vs_true(pairs, title="FIN output against librosa, test frames", path=out[0])

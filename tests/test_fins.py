@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sefin_utils import features, fins, study
+from sefin_utils import experiments, features, fins, study, training
 from sefin_utils.constants import CLIP_SAMPLES, FRAME_LENGTH, HOP_LENGTH, N_FRAMES, SR
 
 keras = pytest.importorskip("keras")
@@ -120,7 +120,7 @@ def test_each_fin_trains_and_its_loss_falls(tiny, name, arch):
     model = fins.build_fin(name, arch=arch, target_stats=stats if arch == "study" else None)
     if arch == "fast":  # start away from librosa's formula so there is something to learn
         _perturb(model, np.random.default_rng(0))
-    train = fins.training_model(model, stats)
+    train = training.training_model(model, stats)
     train.compile(optimizer=keras.optimizers.Adam(3e-3 if arch == "fast" else 1e-3), loss="mse")
     z = stats.forward(t)
     losses = [float(train.train_on_batch(x, z)) for _ in range(3 if heavy else 6)]
@@ -130,7 +130,7 @@ def test_each_fin_trains_and_its_loss_falls(tiny, name, arch):
 
 def test_train_fin_runs_end_to_end(tiny):
     frames, y = tiny
-    model, hist = fins.train_fin(
+    model, hist = training.train_fin(
         "rms", frames[:16], y["rms"][:16], frames[16:], y["rms"][16:], epochs=2, batch_size=8, verbose=0
     )
     assert hist["epochs_run"] >= 1 and len(hist["epoch_s"]) == hist["epochs_run"]
@@ -229,21 +229,21 @@ def store():
 
 def test_frames_dataset_frames_on_the_fly(store):
     rows = store.select(split="train")
-    ds = fins.frames_dataset(store, rows, "rms", batch_size=32, shuffle=True, seed=3, pad_keep=0.0)
+    ds = training.frames_dataset(store, rows, "rms", batch_size=32, shuffle=True, seed=3, pad_keep=0.0)
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds], strict=True)
     x, y = np.concatenate(xs), np.concatenate(ys)
     assert len(x) == store.mask[rows].sum()  # every real frame once, no padding-only frame
     np.testing.assert_allclose(np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=1)), y[:, 0], rtol=1e-4, atol=1e-7)
-    ds_all = fins.frames_dataset(store, rows, "rms", batch_size=32, shuffle=False, pad_keep=1.0)
+    ds_all = training.frames_dataset(store, rows, "rms", batch_size=32, shuffle=False, pad_keep=1.0)
     assert sum(len(b[0]) for b in ds_all) == len(rows) * N_FRAMES
-    r, f = fins.frame_index(store.mask[rows], pad_keep=1.0)
+    r, f = training.frame_index(store.mask[rows], pad_keep=1.0)
     np.testing.assert_array_equal(
-        fins.gather_frames(store.clips, rows[r[:3]], f[:3])[1], store.clips[rows[0], 512:2560]
+        training.gather_frames(store.clips, rows[r[:3]], f[:3])[1], store.clips[rows[0], 512:2560]
     )
 
 
 def test_train_all_saves_fins_cards_and_table(tmp_path, store):
-    res = fins.train_all(store, tmp_path, arch="fast", epochs=1, features=["rms", "zcr"], verbose=0)
+    res = experiments.train_all(store, tmp_path, arch="fast", epochs=1, features=["rms", "zcr"], verbose=0)
     table = res["table"]
     assert list(table["feature"]) == ["rms", "zcr"]
     for col in ("params", "macs", "r2_test", "r2_vw_test", "r2_ood", "r2_vw_ood", "study_r2_test", "epoch_s"):
@@ -262,9 +262,9 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown FIN arch"):
         fins.build_fin("rms", arch="slow")
     with pytest.raises(ValueError, match=r"\(n, 2048\)"):
-        fins.train_fin("rms", np.zeros((4, 100)), np.zeros((4, 1)), np.zeros((4, 2048)), np.zeros((4, 1)))
+        training.train_fin("rms", np.zeros((4, 100)), np.zeros((4, 1)), np.zeros((4, 2048)), np.zeros((4, 1)))
     with pytest.raises(ValueError, match="strategy"):
-        fins.get_strategy("tpu")
+        training.get_strategy("tpu")
 
 
 def test_frame_starts_match_the_feature_framing():
@@ -273,11 +273,11 @@ def test_frame_starts_match_the_feature_framing():
     y = np.random.default_rng(0).standard_normal(CLIP_SAMPLES).astype(np.float32)
     for tail in (False, True):
         want = features.frame(y, tail_frames=tail)
-        starts = fins.frame_starts(CLIP_SAMPLES, len(want))
-        got = fins.gather_frames(y[None], np.zeros(len(want), np.int64), np.arange(len(want)), starts=starts)
+        starts = training.frame_starts(CLIP_SAMPLES, len(want))
+        got = training.gather_frames(y[None], np.zeros(len(want), np.int64), np.arange(len(want)), starts=starts)
         np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="do not fit"):
-        fins.frame_starts(CLIP_SAMPLES, 50)
+        training.frame_starts(CLIP_SAMPLES, 50)
 
 
 def test_fast_random_init_is_seeded_and_far_from_librosa(tiny):

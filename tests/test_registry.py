@@ -12,7 +12,7 @@ import librosa
 import numpy as np
 import pytest
 
-from sefin_utils import features, fins, ser
+from sefin_utils import classifiers, features, fins, layers, training
 from sefin_utils.constants import CLIP_SAMPLES, FRAME_LENGTH, HOP_LENGTH, N_FRAMES, SR
 
 _FREQS = librosa.fft_frequencies(sr=SR, n_fft=FRAME_LENGTH).astype(np.float32)
@@ -31,7 +31,7 @@ def _centroid_labels(ctx: features.FrameContext) -> np.ndarray:
 
 def _centroid_fin(x: keras.KerasTensor) -> keras.KerasTensor:
     """A small fast FIN: magnitude spectrum (no weights) -> Dense (learnt)."""
-    mag = fins.SafeSqrt(name="magnitude")(fins.PowerSpectrum(name="power")(x))
+    mag = layers.SafeSqrt(name="magnitude")(layers.PowerSpectrum(name="power")(x))
     return keras.layers.Dense(1, name="out")(keras.layers.Dense(8, activation="relu", name="hidden")(mag))
 
 
@@ -65,12 +65,15 @@ def test_a_sixth_feature_runs_labels_fin_and_end_to_end_model() -> None:
         ref = features.reference_frame_labels(clips[0], names=["centroid"])["centroid"]
         np.testing.assert_allclose(lab["centroid"], ref, rtol=1e-4)
         # the Kaggle vector and its ablation did not change
-        assert features.KAGGLE.dim == features.SUMMARY_DIM == ser.N_SUMMARY == 162 and len(ser.ABLATION) == 32
+        assert (
+            features.KAGGLE.dim == features.SUMMARY_DIM == classifiers.N_SUMMARY == 162
+            and len(classifiers.ABLATION) == 32
+        )
         assert features.summary_vector(clips[0]).shape == (162,)
 
         # FIN: built from the registry entry, trained on a few frames (standardised linear targets)
         frames = features.frame(clips[0])
-        fin, hist = fins.train_fin(
+        fin, hist = training.train_fin(
             "centroid", frames[:80], lab["centroid"][:80], frames[80:], lab["centroid"][80:], epochs=1, verbose=0
         )
         assert fin.output_shape == (None, 1) and hist["target_stats"]["kind"] == "linear"
@@ -81,7 +84,7 @@ def test_a_sixth_feature_runs_labels_fin_and_end_to_end_model() -> None:
         comp = features.Composition("kaggle+centroid", features.KAGGLE.order + ("centroid",))
         assert comp.dim == 163 and len(comp.ablation()) == 64
         sources = {n: "librosa" for n in comp.order} | {"centroid": "fin", "rms": "fin"}
-        model = ser.build_end_to_end(
+        model = classifiers.build_end_to_end(
             fins={"centroid": fin, "rms": fins.build_fin("rms")},
             sources=sources,
             fin_trainable=False,
@@ -93,14 +96,22 @@ def test_a_sixth_feature_runs_labels_fin_and_end_to_end_model() -> None:
         )
         assert model.get_layer("per_frame_vector").output.shape[-1] == 163
         mask = np.stack([features.valid_frame_mask((0, CLIP_SAMPLES), CLIP_SAMPLES)] * len(clips)).astype(np.float32)
-        inputs = ser.inputs_from_clips(clips, mask, sources, progress=False, composition=comp)
+        inputs = classifiers.inputs_from_clips(clips, mask, sources, progress=False, composition=comp)
         assert inputs["mfcc"].shape == (3, N_FRAMES, 20) and "centroid" not in inputs
         probs = np.asarray(model(inputs, training=False))
         assert probs.shape == (3, 3) and np.all(np.isfinite(probs))
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
         with pytest.raises(ValueError, match="sources must name exactly"):
-            ser.build_end_to_end(fins={}, sources=ser.ALL_FIN, fin_trainable=False, head="kaggle", n_classes=3,
-                                 norm_mean=np.zeros(163), norm_var=np.ones(163), composition=comp)
+            classifiers.build_end_to_end(
+                fins={},
+                sources=classifiers.ALL_FIN,
+                fin_trainable=False,
+                head="kaggle",
+                n_classes=3,
+                norm_mean=np.zeros(163),
+                norm_var=np.ones(163),
+                composition=comp,
+            )
 
         # figures read the plot kind from the registry
         from sefin_utils.plots import fins as fin_plots
@@ -126,3 +137,18 @@ def test_unknown_names_raise_naming_the_known_ones() -> None:
     assert "centroid" not in features.FEATURES
     with pytest.raises(ValueError, match="target must be one of"):
         features.Feature("x", 1, "", "", _centroid_frame, _centroid_labels, "mse", ("x",), target="sqrt")
+
+
+def test_figures_results_and_features_never_import_keras() -> None:
+    """plots/*, results and features are read by reports: importing them must not load Keras or TensorFlow."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import sefin_utils.features, sefin_utils.results, sefin_utils.study\n"
+        "import sefin_utils.plots.data, sefin_utils.plots.fins, sefin_utils.plots.predict, sefin_utils.plots.ser\n"
+        "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

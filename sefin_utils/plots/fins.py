@@ -58,7 +58,7 @@ def pred_vs_true(
     Parameters
     ----------
     results : mapping name -> (y_true, y_pred)
-        Arrays ``(n_frames, dim)`` in librosa units (e.g. from ``fins.predict_store``). Mel is drawn in dB.
+        Arrays ``(n_frames, dim)`` in librosa units (e.g. from ``experiments.predict_store``). Mel is drawn in dB.
     max_points : int
         Points drawn per panel (a random subsample; ``seed`` picks it).
     """

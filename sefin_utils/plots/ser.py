@@ -205,7 +205,7 @@ def stage_figures(ser_dir: str | Path, fig_dir: str | Path, *, prefix: str = "se
     """
     import json
 
-    from sefin_utils.ser import best_model, summary_table
+    from sefin_utils.results import best_model, summary_table
 
     ser_dir, fig_dir = Path(ser_dir), Path(fig_dir)
     results = pd.read_csv(ser_dir / "results.csv")

@@ -1,0 +1,766 @@
+"""Experiments: what runs and what gets written, for the FINs and for the emotion classifiers.
+
+FINs (:func:`train_all`)
+    Train, select, evaluate and save every FIN of the registry on a ClipStore: ``<name>.keras`` + its JSON card, and
+    ``metrics.csv`` (R² on test and ESD frames beside the study's published numbers). :func:`predict_store` and
+    :func:`evaluate_fin` score a FIN on a store's frames.
+Classifiers (:func:`run_experiments`)
+    Train on the TRAIN clips (all augmentations by default), select the epoch on VAL (original recordings), test on
+    TEST (original recordings only), and score ESD (``ood``) on the classes it shares. Models with frozen pre-trained
+    FINs train only their head on the FINs' pooled outputs, computed once (``frozen_shortcut``; the saved model is
+    still the full end-to-end model, checked against the head). Writes ``results.csv``, ``summary.csv``,
+    ``results.html``, ``metrics/<variant>__seed<k>.json`` and ``models/<variant>.keras``.
+
+Models come from ``fins`` and ``classifiers``, the fit loop from ``training``, the results tables from ``results``
+(Keras-free, so figures and reports read them without importing Keras). Files are written through ``io``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from sefin_utils import features as _features
+from sefin_utils import fins as fins_module
+from sefin_utils.classifiers import (
+    ABLATION,
+    ALL_FIN,
+    FEATURE_NAMES,
+    HEADS,
+    ablation_code,
+    assemble_pooled,
+    build_baseline,
+    build_end_to_end,
+    clone_fin,
+    copy_head_weights,
+    encode_labels,
+    make_inputs,
+    model_input_names,
+    norm_stats,
+    pooled_label_parts,
+    pooled_label_vectors,
+)
+from sefin_utils.constants import ESD_EMOTIONS, FRAME_LENGTH, HOP_LENGTH, N_FRAMES, SR, class_names
+from sefin_utils.fins import AMIN, TargetStats, build_fin, check_arch, check_name, count_macs, feature_dim, save_fin
+from sefin_utils.io import atomic_write_text, seed_everything, write_csv, write_json
+from sefin_utils.layers import FrameClips, MaskedMean, MergeFrames, SplitFrames
+from sefin_utils.metrics import classification_report, r2_scores
+from sefin_utils.results import SUMMARY_METRICS, best_model, results_html, summary_table
+from sefin_utils.training import (
+    DEFAULT_EPOCHS,
+    DEFAULT_PAD_KEEP,
+    DEFAULT_PATIENCE,
+    balanced_class_weight,
+    fit_fin,
+    frame_index,
+    frame_starts,
+    frames_dataset,
+    gather_frames,
+    get_strategy,
+    loss_for,
+    make_dataset,
+    predict_proba,
+    train_classifier,
+)
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "SUMMARY_METRICS",
+    "best_model",
+    "evaluate",
+    "evaluate_fin",
+    "pooled_fin_outputs",
+    "predict_store",
+    "results_html",
+    "run_experiments",
+    "summary_table",
+    "train_all",
+]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# FINs
+
+
+def _study_r2(name: str) -> dict[str, float | None]:
+    """The study's published R² of FIN ``name`` (all None for a feature the study did not imitate)."""
+    r2 = _features.FEATURES[name].study_r2
+    return dict(r2) if r2 is not None else dict.fromkeys(("r2_test", "r2_vw_test", "r2_ood", "r2_vw_ood"))
+
+
+def predict_store(
+    model: keras.Model, store: Any, rows: np.ndarray, name: str, *, batch_size: int = 512, valid_only: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and librosa labels ``(n_frames, dim)`` for the frames of clip ``rows`` (real frames only by
+    default; ``valid_only=False`` includes padding-only frames)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    mask = np.asarray(store.mask)[rows]
+    r, f = frame_index(mask, pad_keep=0.0 if valid_only else 1.0)
+    r = rows[r]
+    true = np.asarray(store.labels[name][r, f], dtype=np.float32).reshape(len(r), feature_dim(name))
+    starts = frame_starts(store.clips.shape[1], store.labels[name].shape[1])
+    preds = []
+    for b in range(0, len(r), 8192):
+        frames = gather_frames(store.clips, r[b : b + 8192], f[b : b + 8192], starts=starts)
+        preds.append(np.asarray(model.predict(frames, batch_size=batch_size, verbose=0), dtype=np.float32))
+    return np.concatenate(preds).reshape(len(r), -1), true
+
+
+def evaluate_fin(y_true: np.ndarray, y_pred: np.ndarray, name: str) -> dict[str, float]:
+    """``r2`` and ``r2_vw`` (``metrics.r2_scores``); for mel also ``r2_db``/``r2_vw_db`` on ``10 log10(max(y, 1e-10))``
+    (element-wise dB, no top_db floor)."""
+    out = r2_scores(y_true, y_pred)
+    if name == "mel":
+        db = r2_scores(10 * np.log10(np.maximum(y_true, AMIN)), 10 * np.log10(np.maximum(y_pred, AMIN)))
+        out.update(r2_db=db["r2"], r2_vw_db=db["r2_vw"])
+    return out
+
+
+def train_all(
+    store: Any,
+    out_dir: str | Path,
+    *,
+    arch: str = "fast",
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    seed: int = 0,
+    patience: int = DEFAULT_PATIENCE,
+    pad_keep: float = DEFAULT_PAD_KEEP,
+    strategy: Any = "default",
+    features: Sequence[str] | None = None,
+    train_rows: np.ndarray | None = None,
+    max_eval_clips: int | None = None,
+    init: str = "librosa",
+    standardise: bool | None = None,
+    verbose: int = 2,
+) -> dict[str, Any]:
+    """Train, select, evaluate and save every FIN of the registry.
+
+    Train on split ``train`` (all augmentations; real frames plus a ``pad_keep`` share of padding frames), select on
+    ``val`` (orig), evaluate on ``test`` (orig) and ``ood`` (ESD, orig) real frames. Saves ``<out_dir>/<name>.keras``
+    and ``<name>.json`` (the card) for each and ``<out_dir>/metrics.csv``.
+
+    Parameters
+    ----------
+    store : ClipStore
+        ``cache.build(...)``'s store (``index``, ``clips``, ``labels``, ``mask``, ``select``).
+    train_rows : array of int, optional
+        Restrict training to these rows (e.g. a subset for the slow ``study`` FINs); default all train rows.
+    max_eval_clips : int, optional
+        Use at most this many clips (a seeded random subset) of each of val, test and ood; default all.
+    init : {"librosa", "random"}
+        ``fast`` only: initialisation after the DFT (:func:`build_fin`).
+    standardise : bool, optional
+        Train in the normalised target space (:class:`TargetStats`); default True for ``fast``, False for ``study``
+        (raw targets and the study's losses). ``study`` with True ends in the fixed inverse transform (same params).
+
+    Returns
+    -------
+    dict
+        ``table`` (DataFrame, one row per FIN, the study's numbers in ``study_*`` columns), ``cards`` and ``paths``.
+    """
+    check_arch(arch)
+    names = [check_name(n) for n in (features or tuple(_features.FEATURES))]
+    out_dir = Path(out_dir)
+    strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    rows = {
+        "train": store.select(split="train") if train_rows is None else np.asarray(train_rows),
+        "val": store.select(split="val", augmentation="orig"),
+        "test": store.select(split="test", augmentation="orig"),
+        "ood": store.select(split="ood", augmentation="orig"),
+    }
+    if max_eval_clips is not None:
+        pick = np.random.default_rng(seed)
+        for split in ("val", "test", "ood"):
+            if len(rows[split]) > max_eval_clips:
+                rows[split] = np.sort(pick.choice(rows[split], size=max_eval_clips, replace=False))
+    index = store.index
+    data_card = {
+        split: {
+            "clips": int(len(r)),
+            "frames": int(np.asarray(store.mask)[r].sum()),
+            "corpora": sorted(map(str, index.iloc[r]["corpus"].unique())) if len(r) else [],
+            "augmentations": sorted(map(str, index.iloc[r]["augmentation"].unique())) if len(r) else [],
+        }
+        for split, r in rows.items()
+    }
+    table, cards, paths = [], {}, {}
+    for name in tqdm(names, desc=f"FINs ({arch})", disable=not verbose):
+        seed_everything(seed)
+        stats = None
+        if (arch == "fast") if standardise is None else standardise:
+            tr = rows["train"]
+            sub = tr[np.random.default_rng(seed).permutation(len(tr))[:2000]]
+            stats = TargetStats.fit(name, np.asarray(store.labels[name][sub])[np.asarray(store.mask)[sub]])
+        with strategy.scope():
+            model = build_fin(name, arch=arch, target_stats=stats if arch == "study" else None, init=init, seed=seed)
+        train_ds = frames_dataset(
+            store, rows["train"], name, batch_size=batch_size, seed=seed, pad_keep=pad_keep, stats=stats
+        )
+        val_ds = frames_dataset(
+            store, rows["val"], name, batch_size=max(batch_size, 256), shuffle=False, pad_keep=pad_keep, stats=stats
+        )
+        if verbose:
+            print(f"FIN {name} ({arch}): {model.count_params():,} params, {count_macs(model):,} MACs/frame", flush=True)
+        with strategy.scope():
+            hist = fit_fin(
+                model,
+                train_ds,
+                val_ds,
+                loss=loss_for(name, arch, stats if arch == "study" else None),
+                stats=stats if arch == "fast" else None,
+                epochs=epochs,
+                lr=lr,
+                patience=patience,
+                verbose=verbose,
+            )
+        metrics = {}
+        for split in ("test", "ood"):
+            if len(rows[split]):
+                pred, true = predict_store(model, store, rows[split], name)
+                metrics[split] = evaluate_fin(true, pred, name)
+        row = {
+            "feature": name,
+            "arch": arch,
+            "init": init if arch == "fast" else "random",
+            "targets": f"standardised {stats.kind}" if stats else "raw",
+            "params": int(model.count_params()),
+            "trainable": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+            "macs": count_macs(model),
+            "epochs": hist["epochs_run"],
+            "epoch_s": float(np.mean(hist["epoch_s"])) if hist["epoch_s"] else float("nan"),
+        }
+        for split in ("test", "ood"):
+            for key, val in metrics.get(split, {}).items():
+                row[f"{key}_{split}"] = val
+        for key, val in _study_r2(name).items():
+            row[f"study_{key}"] = val
+        table.append(row)
+        card = {
+            "feature": name,
+            "arch": arch,
+            "init": row["init"],
+            "model": model.name,
+            "input": {"shape": [None, FRAME_LENGTH], "dtype": "float32", "sr": SR, "hop": HOP_LENGTH},
+            "output": {"shape": [None, feature_dim(name)], "units": "librosa"},
+            "params": row["params"],
+            "trainable_params": row["trainable"],
+            "macs_per_frame": row["macs"],
+            "layers": [f"{layer.__class__.__name__}:{layer.name}" for layer in model.layers],
+            "training": {
+                "epochs_max": epochs,
+                "epochs_run": hist["epochs_run"],
+                "epoch_s": hist["epoch_s"],
+                "batch_size": batch_size,
+                "lr": lr,
+                "seed": seed,
+                "patience": patience,
+                "pad_keep": pad_keep,
+                "loss": loss_for(name, arch, stats if arch == "study" else None),
+                "target_stats": stats.to_dict() if stats else None,
+                "initial_val_loss": hist["initial_val_loss"],
+                "best_val_loss": hist["best_val_loss"],
+                "kept_initial": hist["kept_initial"],
+                "history": {k: hist[k] for k in ("loss", "val_loss") if k in hist},
+            },
+            "data": data_card,
+            "metrics": metrics,
+            "study": _study_r2(name),
+            "frames_per_clip": N_FRAMES,
+        }
+        paths[name] = save_fin(model, out_dir / f"{name}.keras", card)
+        cards[name] = card
+    df = pd.DataFrame(table)
+    write_csv(df, out_dir / "metrics.csv")
+    return {"table": df, "cards": cards, "paths": paths}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# classifiers
+
+
+def evaluate(
+    model: keras.Model | None,
+    inputs: Mapping[str, np.ndarray] | None,
+    y: np.ndarray,
+    classes: Sequence[str],
+    *,
+    corpus: Sequence[str] | None = None,
+    restrict_to: Sequence[str] | None = None,
+    proba: np.ndarray | None = None,
+    batch_size: int = 128,
+) -> dict[str, Any]:
+    """Metrics overall and per corpus (``metrics.classification_report``).
+
+    ``y`` holds indices into ``classes`` (the model's outputs). With ``restrict_to`` (e.g. ``ESD_EMOTIONS`` for the
+    out-of-domain set) only those classes are scored: the prediction is the argmax over *their* probabilities (the
+    other classes' outputs are ignored), and reports use ``restrict_to`` as the class list; every true label must
+    be one of them. Pass ``proba`` to reuse predictions (then model/inputs may be None).
+    """
+    y = np.asarray(y, dtype=int)
+    if proba is None:
+        if model is None or inputs is None:
+            raise ValueError("evaluate needs model and inputs, or proba")
+        proba = predict_proba(model, inputs, batch_size=batch_size)
+    proba = np.asarray(proba)
+    if proba.shape != (len(y), len(classes)):
+        raise ValueError(f"probabilities {proba.shape} do not match {len(y)} labels x {len(classes)} classes")
+    scored = list(classes)
+    if restrict_to is not None:
+        missing = [c for c in restrict_to if c not in classes]
+        if missing:
+            raise ValueError(f"restrict_to classes {missing} are not model classes {list(classes)}")
+        keep = np.array([list(classes).index(c) for c in restrict_to])
+        pos = {int(k): j for j, k in enumerate(keep)}
+        bad = sorted({classes[int(t)] for t in y if int(t) not in pos})
+        if bad:
+            raise ValueError(f"true labels {bad} are outside restrict_to {list(restrict_to)}")
+        y = np.array([pos[int(t)] for t in y], dtype=int)
+        pred = np.argmax(proba[:, keep], axis=1)
+        scored = list(restrict_to)
+    else:
+        pred = np.argmax(proba, axis=1)
+    out: dict[str, Any] = {"overall": classification_report(y, pred, scored), "scored_classes": scored}
+    if corpus is not None:
+        corpus = np.asarray(corpus)
+        if len(corpus) != len(y):
+            raise ValueError(f"corpus has {len(corpus)} entries for {len(y)} labels")
+        out["per_corpus"] = {
+            str(c): classification_report(y[corpus == c], pred[corpus == c], scored) for c in sorted(set(corpus))
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------------- frozen-FIN shortcut
+def pooled_fin_outputs(
+    fins: Mapping[str, keras.Model],
+    clips: np.ndarray,
+    mask: np.ndarray,
+    *,
+    batch_size: int = 32,
+    n_frames: int = N_FRAMES,
+) -> dict[str, np.ndarray]:
+    """Masked mean over real frames of each FIN's per-frame outputs: name -> (n, dim), in one pass over the clips.
+
+    This is what frozen FINs feed the pooling; computed with the same layers as :func:`build_end_to_end`
+    (framing, each FIN in inference mode, masked mean).
+    """
+    clip_in = keras.Input(shape=(clips.shape[1],), name="clip")
+    mask_in = keras.Input(shape=(n_frames,), name="mask")
+    flat = MergeFrames()(FrameClips(n_frames=n_frames)(clip_in))
+    outputs = {}
+    for name, fin in fins.items():
+        clone = clone_fin(fin, init="pretrained")
+        clone = keras.Model(clone.input, clone.output, name=f"fin_{name}")
+        clone.trainable = False
+        outputs[name] = MaskedMean(name=f"pooled_{name}")([SplitFrames(n_frames)(clone(flat)), mask_in])
+    model = keras.Model({"clip": clip_in, "mask": mask_in}, outputs)
+    x = {"clip": np.asarray(clips, dtype="float32"), "mask": np.asarray(mask, dtype="float32")}
+    pred = model.predict(make_dataset(x, None, batch_size=batch_size), verbose=0)
+    return {name: np.asarray(pred[name], dtype="float32") for name in fins}
+
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "head": "study",
+    "heads": ["kaggle", "study"],
+    "calm": "class",
+    "epochs": 50,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "finetune_lr": None,
+    "seeds": [0],
+    "patience": 8,
+    "class_weight": None,
+    "variants": ["baseline", "frozen", "finetuned", "random"],
+    "baseline_unstandardized": False,
+    "ablation": False,
+    "ablation_epochs": None,
+    "ablation_fin_trainable": False,
+    "ablation_codes": None,
+    "train_augmentations": None,
+    "protocol": "speaker",
+    "save_models": True,
+    "progress": True,
+    "run_eagerly": False,
+    "frozen_shortcut": True,
+}
+
+
+def _resolve(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    params = dict(params or {})
+    p = {**DEFAULT_PARAMS, **params}
+    if "classes" in params and "calm" not in params:  # alias
+        p["calm"] = params["classes"]
+    for k in ("heads", "seeds", "variants"):
+        if isinstance(p[k], str | int):
+            p[k] = [p[k]]
+    bad = set(p["variants"]) - {"baseline", "frozen", "finetuned", "random"}
+    if bad:
+        raise ValueError(f"params['variants'] has unknown entries {sorted(bad)}")
+    for h in [p["head"], *p["heads"]]:
+        if h not in HEADS:
+            raise ValueError(f"params head {h!r} is not one of {HEADS}")
+    if not p["seeds"]:
+        raise ValueError("params['seeds'] is empty")
+    return p
+
+
+def _split_rows(store: Any, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    idx = store.index.reset_index(drop=True)
+    for col in ("split", "emotion"):
+        if col not in idx.columns:
+            raise ValueError(f"ClipStore.index lacks column {col!r}")
+    aug = idx["augmentation"].astype(str) if "augmentation" in idx.columns else pd.Series("orig", index=idx.index)
+    keep = np.ones(len(idx), dtype=bool)
+    if p["calm"] == "drop":
+        keep &= (idx["emotion"] != "calm").to_numpy()
+    train = keep & (idx["split"] == "train").to_numpy()
+    if p["train_augmentations"] is not None:
+        train &= aug.isin(list(p["train_augmentations"])).to_numpy()
+    orig = (aug == "orig").to_numpy()
+    rows = {
+        "train": np.flatnonzero(train),
+        "val": np.flatnonzero(keep & orig & (idx["split"] == "val").to_numpy()),
+        "test": np.flatnonzero(keep & orig & (idx["split"] == "test").to_numpy()),
+        "ood": np.flatnonzero(
+            keep & orig & (idx["split"] == "ood").to_numpy() & idx["emotion"].isin(ESD_EMOTIONS).to_numpy()
+        ),
+    }
+    for s in ("train", "val"):
+        if len(rows[s]) == 0:
+            raise ValueError(f"ClipStore has no {s} clips (after calm={p['calm']!r}); cannot train")
+    return rows
+
+
+def _specs(p: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The models to train: name, kind, head, sources, fin_init, fin_trainable, seeds, epochs, lr."""
+    seeds, head = list(p["seeds"]), p["head"]
+    specs: list[dict[str, Any]] = []
+    if "baseline" in p["variants"]:
+        for h in p["heads"]:
+            specs.append(
+                {"variant": f"baseline_{h}", "kind": "baseline", "head": h, "standardize": True, "seeds": seeds}
+            )
+            if p["baseline_unstandardized"]:
+                specs.append(
+                    {
+                        "variant": f"baseline_{h}_raw",
+                        "kind": "baseline",
+                        "head": h,
+                        "standardize": False,
+                        "seeds": seeds,
+                    }
+                )
+    e2e = {"frozen": ("pretrained", False), "finetuned": ("pretrained", True), "random": ("random", True)}
+    for v, (init, trainable) in e2e.items():
+        if v in p["variants"]:
+            specs.append(
+                {
+                    "variant": f"e2e_{v}",
+                    "kind": "e2e",
+                    "head": head,
+                    "sources": dict(ALL_FIN),
+                    "fin_init": init,
+                    "fin_trainable": trainable,
+                    "seeds": seeds,
+                }
+            )
+    if p["ablation"]:
+        codes = p["ablation_codes"] or list(ABLATION)
+        for code in codes:
+            if code not in ABLATION:
+                raise ValueError(f"params['ablation_codes'] entry {code!r} is not an ablation code")
+            specs.append(
+                {
+                    "variant": f"ablation_{code}",
+                    "kind": "ablation",
+                    "head": head,
+                    "sources": dict(ABLATION[code]),
+                    "fin_init": "pretrained",
+                    "fin_trainable": bool(p["ablation_fin_trainable"]),
+                    "seeds": seeds[:1],
+                    "epochs": p["ablation_epochs"],
+                }
+            )
+    return specs
+
+
+def _load_fins(fins_dir: str | Path | None) -> dict[str, keras.Model]:
+    if fins_dir is None:
+        raise ValueError("end-to-end variants need fins_dir (or fins=)")
+    loaded = fins_module.load_fins(fins_dir)
+    return {k: (v[0] if isinstance(v, tuple) else v) for k, v in dict(loaded).items()}
+
+
+def _flat(prefix: str, report: Mapping[str, Any] | None) -> dict[str, float]:
+    keys = ("n", "accuracy", "macro_f1", "weighted_f1", "uar")
+    if report is None:
+        return {f"{prefix}_{k}": float("nan") for k in keys}
+    return {f"{prefix}_{k}": report["overall"][k] for k in keys}
+
+
+def _per_corpus(prefix: str, report: Mapping[str, Any] | None) -> dict[str, float]:
+    """``<prefix>_<corpus>_accuracy`` / ``_macro_f1`` / ``_n`` columns from an ``evaluate`` result."""
+    out: dict[str, float] = {}
+    for corpus, rep in ((report or {}).get("per_corpus") or {}).items():
+        for k in ("n", "accuracy", "macro_f1"):
+            out[f"{prefix}_{corpus}_{k}"] = rep[k]
+    return out
+
+
+def run_experiments(
+    store: Any,
+    fins_dir: str | Path | None,
+    out_dir: str | Path,
+    *,
+    params: Mapping[str, Any] | None = None,
+    fins: Mapping[str, keras.Model] | None = None,
+) -> pd.DataFrame:
+    """Train and score every variant; write results, metrics, histories and models under ``out_dir``.
+
+    Variants: ``baseline_<head>`` for each of ``heads`` (standardised; ``baseline_<head>_raw`` too when
+    ``baseline_unstandardized``), ``e2e_frozen`` / ``e2e_finetuned`` (pre-trained FINs) and ``e2e_random``
+    (re-initialised FINs, trained), all five features from FINs, with ``head``; with ``ablation`` the 32
+    ``ablation_<code>`` mixes (pre-trained FINs, frozen unless ``ablation_fin_trainable``; first seed only).
+
+    params (defaults in ``DEFAULT_PARAMS``)
+        head ("study") head of the end-to-end/ablation models; heads (["kaggle", "study"]) baseline heads;
+        calm ("class" | "neutral" | "drop"; alias ``classes``); epochs (50); batch_size (32); lr (1e-3);
+        finetune_lr (None = lr) for fine-tuned/random FIN variants; seeds ([0]) every headline variant is trained
+        once per seed (mean and std in the summary); patience (8) early stopping on val loss; class_weight
+        (None | "balanced"); variants (baseline, frozen, finetuned, random); baseline_unstandardized (False);
+        ablation (False); ablation_epochs (None = epochs); ablation_fin_trainable (False); ablation_codes (None =
+        all 32); train_augmentations (None = all); protocol ("speaker") label for the table; save_models (True);
+        progress (True); run_eagerly (False; True for tiny test runs); frozen_shortcut (True): models with frozen
+        pre-trained FINs (``e2e_frozen`` and the frozen ablation) train their head on the pooled FIN outputs
+        computed once (:func:`pooled_fin_outputs`; the same maths, frozen FINs run in inference mode), then the
+        head's weights are copied into the full end-to-end model, checked against the head on a few validation
+        clips, and saved; ``s_per_epoch`` is then the head's (column ``shortcut``).
+
+    Protocol: train on TRAIN clips, select on VAL originals, test on TEST originals; ``ood`` (ESD) originals are
+    scored on ``ESD_EMOTIONS`` only (argmax over those classes' probabilities).
+
+    Writes ``results.csv`` (one row per variant and seed; val/test/ood metrics and ``test_<corpus>_*`` columns),
+    ``summary.csv`` and ``results.html`` (mean/std beside
+    the study's numbers), ``metrics/<variant>__seed<k>.json`` (val/test/ood reports, per corpus, history, epoch
+    times), ``models/<variant>.keras`` (the seed with the best validation macro-F1). Returns the results table.
+    """
+    p = _resolve(params)
+    out = Path(out_dir)
+    (out / "metrics").mkdir(parents=True, exist_ok=True)
+    if p["save_models"]:
+        (out / "models").mkdir(parents=True, exist_ok=True)
+    classes = class_names("class" if p["calm"] == "class" else "neutral")
+    n_classes = len(classes)
+    rows = _split_rows(store, p)
+    idx = store.index.reset_index(drop=True)
+    y = {s: encode_labels(idx["emotion"].to_numpy()[r], classes, calm=p["calm"]) for s, r in rows.items()}
+    corpus = {s: (idx["corpus"].to_numpy()[r] if "corpus" in idx.columns else None) for s, r in rows.items()}
+    cw = balanced_class_weight(y["train"], n_classes) if p["class_weight"] == "balanced" else None
+
+    specs = _specs(p)
+    if not specs:
+        raise ValueError("params select no model: 'variants' is empty and 'ablation' is false")
+    if any(s["kind"] != "baseline" for s in specs) and fins is None:
+        fins = _load_fins(fins_dir)
+    base_mean, base_var = norm_stats(np.asarray(store.summary[rows["train"]]))
+    lab_mean = lab_var = None
+    if any(s["kind"] != "baseline" for s in specs):
+        lab_mean, lab_var = norm_stats(pooled_label_vectors(store, rows["train"]))
+
+    for spec in specs:
+        spec["shortcut"] = bool(
+            p["frozen_shortcut"]
+            and spec["kind"] != "baseline"
+            and not spec["fin_trainable"]
+            and spec["fin_init"] == "pretrained"
+        )
+    parts: dict[str, dict[tuple[str, str], np.ndarray]] = {}
+    if any(spec["shortcut"] for spec in specs):
+        need = sorted({n for spec in specs if spec["shortcut"] for n, v in spec["sources"].items() if v == "fin"})
+        for s, r in rows.items():
+            if not len(r):
+                continue
+            lab = pooled_label_parts(store, r)
+            parts[s] = {("librosa", n): lab[n] for n in FEATURE_NAMES}
+            if need:
+                x = make_inputs(store, r, ALL_FIN, clip_mode="clip")
+                pooled = pooled_fin_outputs(
+                    {n: fins[n] for n in need}, x["clip"], x["mask"], batch_size=int(p["batch_size"])
+                )
+                parts[s].update({("fin", n): v for n, v in pooled.items()})
+                del x, pooled
+
+    records: list[dict[str, Any]] = []
+    best_val: dict[str, float] = {}
+    input_cache: dict[tuple, dict[str, dict[str, np.ndarray]]] = {}
+    for spec in tqdm(specs, desc="SER models", disable=not p["progress"]):
+        if spec["shortcut"]:
+            sources = spec["sources"]
+            key = ("pooled", ablation_code(sources))
+            if key not in input_cache:
+                input_cache.clear()
+                input_cache[key] = {s: {"summary": assemble_pooled(parts[s], sources)} for s in parts}
+        elif spec["kind"] == "baseline":
+            key: tuple = ("summary",)
+            mode, sources = "summary", None
+        else:
+            sources = spec["sources"]
+            key = tuple(model_input_names(sources))
+            mode = "clip"
+        if key not in input_cache and not spec["shortcut"]:
+            input_cache.clear()  # keep one input set in memory at a time
+            input_cache[key] = {s: make_inputs(store, r, sources, clip_mode=mode) for s, r in rows.items() if len(r)}
+        data = input_cache[key]
+        for seed in spec["seeds"]:
+            if spec["shortcut"]:  # the head alone, on the frozen FINs' pooled outputs (same layer names/seeds)
+                model = build_baseline(spec["head"], n_classes, norm_mean=lab_mean, norm_var=lab_var, seed=seed)
+                lr = p["lr"]
+            elif spec["kind"] == "baseline":
+                model = build_baseline(
+                    spec["head"],
+                    n_classes,
+                    norm_mean=base_mean,
+                    norm_var=base_var,
+                    standardize=spec["standardize"],
+                    seed=seed,
+                )
+                lr = p["lr"]
+            else:
+                model = build_end_to_end(
+                    fins=fins or {},
+                    sources=sources,
+                    fin_trainable=spec["fin_trainable"],
+                    head=spec["head"],
+                    n_classes=n_classes,
+                    norm_mean=lab_mean,
+                    norm_var=lab_var,
+                    fin_init=spec["fin_init"],
+                    seed=seed,
+                    name=spec["variant"],
+                )
+                lr = p["finetune_lr"] if (spec["fin_trainable"] and p["finetune_lr"]) else p["lr"]
+            fit = train_classifier(
+                model,
+                data["train"],
+                y["train"],
+                data["val"],
+                y["val"],
+                epochs=int(spec.get("epochs") or p["epochs"]),
+                batch_size=int(p["batch_size"]),
+                lr=float(lr),
+                seed=seed,
+                patience=int(p["patience"]),
+                class_weight=cw,
+                progress=p["progress"],
+                run_eagerly=bool(p["run_eagerly"]),
+            )
+            reports: dict[str, Any] = {}
+            for s in ("val", "test", "ood"):
+                if s not in data:
+                    reports[s] = None
+                    continue
+                reports[s] = evaluate(
+                    model,
+                    data[s],
+                    y[s],
+                    classes,
+                    corpus=corpus[s],
+                    restrict_to=list(ESD_EMOTIONS) if s == "ood" else None,
+                )
+            variant = spec["variant"]
+            if spec["shortcut"]:
+                model = _assemble_frozen(
+                    model,
+                    spec,
+                    seed,
+                    fins or {},
+                    store,
+                    rows["val"],
+                    data["val"],
+                    n_classes=n_classes,
+                    norm=(lab_mean, lab_var),
+                )
+            rec = {
+                "variant": variant,
+                "kind": spec["kind"],
+                "head": spec["head"],
+                "seed": seed,
+                "sources": ablation_code(sources) if sources else "summary",
+                "fin_init": spec.get("fin_init", ""),
+                "fin_trainable": spec.get("fin_trainable", False),
+                "standardize": spec.get("standardize", True),
+                "protocol": p["protocol"],
+                "n_classes": n_classes,
+                "n_params": int(model.count_params()),
+                "n_train": len(rows["train"]),
+                "epochs_run": fit["epochs_run"],
+                "best_epoch": fit["best_epoch"],
+                "s_per_epoch": fit["s_per_epoch"],
+                "shortcut": spec["shortcut"],
+                **_flat("val", reports["val"]),
+                **_flat("test", reports["test"]),
+                **_flat("ood", reports["ood"]),
+                **_per_corpus("test", reports["test"]),
+            }
+            records.append(rec)
+            payload = {"record": rec, "classes": classes, "reports": reports, **fit}
+            write_json(out / "metrics" / f"{variant}__seed{seed}.json", payload)
+            if p["save_models"] and rec["val_macro_f1"] > best_val.get(variant, -1.0):
+                best_val[variant] = rec["val_macro_f1"]
+                tmp = out / "models" / f".{variant}.tmp.keras"
+                model.save(tmp)
+                tmp.replace(out / "models" / f"{variant}.keras")
+            keras.backend.clear_session(free_memory=True)
+
+    results = pd.DataFrame.from_records(records)
+    write_csv(results, out / "results.csv")
+    summary = summary_table(results)
+    write_csv(summary, out / "summary.csv")
+    atomic_write_text(out / "results.html", results_html(results))
+    return results
+
+
+def _assemble_frozen(
+    head_model: keras.Model,
+    spec: Mapping[str, Any],
+    seed: int,
+    fins: Mapping[str, keras.Model],
+    store: Any,
+    val_rows: np.ndarray,
+    val_pooled: Mapping[str, np.ndarray],
+    *,
+    n_classes: int,
+    norm: tuple[np.ndarray | None, np.ndarray | None],
+    n_check: int = 4,
+) -> keras.Model:
+    """The full end-to-end model of a frozen-FIN spec with the trained head's weights, checked on a few clips."""
+    full = build_end_to_end(
+        fins=fins,
+        sources=spec["sources"],
+        fin_trainable=False,
+        head=spec["head"],
+        n_classes=n_classes,
+        norm_mean=norm[0],
+        norm_var=norm[1],
+        fin_init="pretrained",
+        seed=seed,
+        name=spec["variant"],
+    )
+    copy_head_weights(head_model, full)
+    k = min(n_check, len(val_rows))
+    got = np.asarray(full(make_inputs(store, val_rows[:k], spec["sources"], clip_mode="clip"), training=False))
+    want = np.asarray(head_model({"summary": val_pooled["summary"][:k]}, training=False))
+    if not np.allclose(got, want, atol=1e-4):
+        raise RuntimeError(
+            f"{spec['variant']}: the assembled end-to-end model disagrees with its head trained on "
+            f"pooled frozen-FIN outputs (max diff {np.abs(got - want).max():.2e})"
+        )
+    return full

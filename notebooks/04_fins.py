@@ -69,7 +69,7 @@ console.quiet_kernel()  # first: progress bars and library warnings go to the te
 
 from IPython.display import display
 
-from sefin_utils import fins, report, runs, tables
+from sefin_utils import experiments, report, runs, tables
 
 P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
@@ -88,7 +88,7 @@ with console.to_log():  # the training log (epoch lines) goes to the terminal / 
     if P["fins_from"]:
         table = runs.reuse_fins(store, P["fins_from"], RUN / "fins")
     else:
-        table = fins.train_all(store, RUN / "fins", **runs.fin_options(P, store))["table"]
+        table = experiments.train_all(store, RUN / "fins", **runs.fin_options(P, store))["table"]
 _ = runs.write_table(table, RUN / "fins" / "r2.csv")
 
 # %% [markdown]

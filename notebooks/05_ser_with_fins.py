@@ -68,7 +68,7 @@ import json
 
 from IPython.display import display
 
-from sefin_utils import report, runs, ser, tables
+from sefin_utils import experiments, report, runs, tables
 from sefin_utils.constants import class_names
 
 P = runs.stage_params(profile, params)
@@ -81,7 +81,7 @@ store = runs.open_store(P)
 # ## End-to-end variants (and the ablation when `ablation: true`)
 
 # %%
-results = ser.run_experiments(store, RUN / "fins", RUN / "ser", params=runs.ser_params(P))
+results = experiments.run_experiments(store, RUN / "fins", RUN / "ser", params=runs.ser_params(P))
 tables.people(tables.seed_summary(results, ["val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar",
                                             "ood_accuracy", "s_per_epoch"], extra=["kind"]),
               caption="mean ± sd over seeds where a model has two or more; ESD: out of domain")

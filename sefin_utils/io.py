@@ -48,8 +48,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically; creates parent folders."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """Write UTF-8 ``text`` to ``path`` atomically; creates parent folders.
+
+    Lone surrogates (how Python decodes the non-UTF-8 bytes of a file name, e.g. a Latin-1 ``\xe9``) are written back
+    as the original bytes (``surrogateescape``), so a table of such paths round-trips instead of crashing.
+    """
+    return atomic_write_bytes(path, text.encode("utf-8", errors="surrogateescape"))
 
 
 def json_default(obj: Any) -> Any:
@@ -93,7 +97,7 @@ def write_csv(df: Any, path: str | os.PathLike[str], *, index: bool = False) -> 
 
 
 def stable_hash(obj: Any, *, length: int = 16) -> str:
-    """A short SHA-256 hex digest of ``obj``'s canonical JSON (sorted keys): equal objects, equal hashes, any machine."""
+    """A short SHA-256 hex digest of ``obj``'s canonical JSON (sorted keys): equal objects give equal hashes."""
     text = json.dumps(obj, sort_keys=True, default=json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 

@@ -1,0 +1,82 @@
+"""The learnt FIN family (sefin_utils.learnt): random start, shapes, multiply-adds, a short training, reloading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from sefin_utils import features, fins, learnt
+from sefin_utils.constants import FRAME_LENGTH
+
+MODELS = Path(__file__).resolve().parents[1] / "models" / "fins"
+BUDGET_MACS = 8_000_000  # issue 13: the five together
+
+
+@pytest.fixture(scope="module")
+def tiny() -> dict[str, np.ndarray]:
+    """96 frames of a chirp plus noise at varying loudness, with exact labels and power spectra."""
+    rng = np.random.default_rng(0)
+    t = np.arange(FRAME_LENGTH * 9) / 22_050
+    y = (0.3 * np.sin(2 * np.pi * (200 + 800 * t) * t) + 0.02 * rng.standard_normal(t.shape)).astype(np.float32)
+    frames = np.stack([y[i * 160 : i * 160 + FRAME_LENGTH] * (0.1 + i / 96) for i in range(96)]).astype(np.float32)
+    labels = features.labels_from_frames(frames)
+    spec = np.fft.rfft(frames.astype(np.float64) * np.hanning(FRAME_LENGTH + 1)[:-1], axis=-1)
+    return {"frames": frames, "power": (spec.real**2 + spec.imag**2).astype(np.float32), **labels}
+
+
+@pytest.mark.parametrize("name", learnt.LEARNT_NAMES)
+def test_shapes_and_front_end(tiny, name):
+    model = learnt.build_learnt_fin(name, seed=1)
+    out = model.predict(tiny["frames"][:5], verbose=0)
+    assert out.shape == (5, features.FEATURES[name].dim)
+    assert np.isfinite(out).all()
+    head = learnt.build_head(name, seed=1)
+    assert head.input_shape[-1] == (FRAME_LENGTH if learnt.FRONT_ENDS[name] == "frames" else FRAME_LENGTH // 2 + 1)
+
+
+def test_five_within_the_mac_budget():
+    macs = {n: fins.count_macs(learnt.build_learnt_fin(n)) for n in learnt.LEARNT_NAMES}
+    assert sum(macs.values()) <= BUDGET_MACS
+    # the FFT front end is counted (window + 2 n log2 n + power), not left out
+    assert macs["mel"] >= 1025 * 128 + 2 * 2048 * 11
+
+
+def test_start_is_random_and_seeded():
+    a = learnt.build_head("mel", seed=3).get_layer("mel_bank").get_weights()[0]
+    b = learnt.build_head("mel", seed=3).get_layer("mel_bank").get_weights()[0]
+    c = learnt.build_head("mel", seed=4).get_layer("mel_bank").get_weights()[0]
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    import librosa
+
+    mel = librosa.filters.mel(sr=22_050, n_fft=FRAME_LENGTH).T
+    assert np.corrcoef(np.exp(a).ravel(), mel.ravel())[0, 1] < 0.2  # nothing like librosa's filters
+
+
+@pytest.mark.parametrize("name", ["mfcc", "chroma"])
+def test_training_lowers_the_loss_and_shares_weights_with_the_full_model(tiny, name):
+    x = tiny[learnt.FRONT_ENDS[name]]
+    y = tiny[name]
+    head, log = learnt.train_head(name, x[:64], y[:64], x[64:], y[64:], epochs=3, batch_size=16, lr=2e-2, verbose=0)
+    assert log["epochs"] == 3 and log["loss"][-1] < log["loss"][0]
+    model = learnt.build_learnt_fin(name, head)
+    np.testing.assert_allclose(
+        model.predict(tiny["frames"][64:], verbose=0), head.predict(x[64:], verbose=0), rtol=2e-3, atol=1e-4
+    )
+
+
+def test_saved_learnt_fin_reloads(tmp_path, tiny):
+    model = learnt.build_learnt_fin("chroma", chroma_gate="learnt", chroma_banks=3)
+    path = fins.save_fin(model, tmp_path / "chroma.keras", {"feature": "chroma"})
+    again = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(again.predict(tiny["frames"], verbose=0), model.predict(tiny["frames"], verbose=0))
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="unknown learnt FIN"):
+        learnt.build_head("pitch")
+    with pytest.raises(ValueError, match="chroma_gate"):
+        learnt.build_head("chroma", chroma_gate="oracle")

@@ -80,3 +80,29 @@ def test_errors_name_the_problem():
         learnt.build_head("pitch")
     with pytest.raises(ValueError, match="chroma_gate"):
         learnt.build_head("chroma", chroma_gate="oracle")
+
+
+@pytest.fixture(scope="module")
+def esd_frames(sample_root) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Frames of the sample's ESD files (out of domain: the shipped FINs never trained on ESD) and their labels."""
+    from sefin_utils import audio
+
+    paths = sorted(sample_root.rglob("*.wav"))
+    esd = [p for p in paths if "esd" in str(p).lower()][:4]
+    assert esd, f"no ESD files under {sample_root}"
+    frames = np.concatenate([features.frame(audio.load(p)) for p in esd])
+    return frames, features.labels_from_frames(frames)
+
+
+@pytest.mark.skipif(not (MODELS / "mel.keras").is_file(), reason="no shipped learnt FINs in models/fins")
+def test_shipped_fins_load_and_imitate_on_esd(esd_frames):
+    frames, labels = esd_frames
+    for name in learnt.LEARNT_NAMES:
+        path = MODELS / f"{name}.keras"
+        card = json.loads(path.with_suffix(".json").read_text())
+        assert card["feature"] == name and card["family"] == "learnt" and card["macs_per_frame"] > 0
+        model = keras.models.load_model(path, compile=False)  # sefin_utils.learnt registered the layers
+        pred = model.predict(frames, verbose=0)
+        r2 = fins.evaluate_fin(labels[name], pred, name)
+        key = "r2_vw" if name == "mel" else "r2"
+        assert r2[key] > 0.99, f"{name}: R² {r2} on {len(frames)} ESD frames of the sample"

@@ -50,6 +50,11 @@ HPARAMS: dict[str, dict] = {
 """Per-FIN training settings (``frames``: train frames drawn from the store's train split; None = all)."""
 SHARE: dict[str, float] = {"rms": 0.05, "zcr": 0.05, "chroma": 0.2, "mel": 0.25, "mfcc": 0.45}
 """Share of the time budget per FIN (what one leaves unused goes to the ones after it)."""
+MEL_NOTE = (
+    "Uniform R² in power units on ESD is not meaningful: ESD is recorded at 16 kHz, so its mel bands above 8 kHz are "
+    "~0 with near-zero variance and tiny absolute errors give huge negative per-band R². The variance-weighted R² "
+    "(power) and the dB R² (10 log10(max(y, 1e-10)), element-wise) are the scores to read."
+)
 OOD_NOTE = (
     "ESD speaker 0020 (../shared/data/esd-0020) plus the ESD files of ../shared/data/ser-sample; never trained on"
 )
@@ -196,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "chroma": {"banks": a.chroma_banks, "gate": a.chroma_gate} if name == "chroma" else None,
                 "load": "import sefin_utils.learnt; keras.models.load_model(path)",
+                "notes": MEL_NOTE if name == "mel" else None,
             }
             fins.save_fin(model, Path(a.out) / f"{name}.keras", card)
         del x_tr, y_tr, x_va, y_va

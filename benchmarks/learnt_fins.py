@@ -30,6 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import keras  # noqa: E402
+
 from sefin_utils import fins, learnt  # noqa: E402
 from sefin_utils.io import read_json, write_json  # noqa: E402
 from sefin_utils.study import FIN_R2  # noqa: E402
@@ -102,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chroma-banks", type=int, default=11)
     ap.add_argument("--out", default=str(ROOT / "models" / "fins"))
     ap.add_argument("--no-save", action="store_true")
+    ap.add_argument(
+        "--mfcc-from-mel",
+        default=None,
+        help="warm-start the MFCC FIN's bank from this learnt mel FIN (.keras; itself trained from random)",
+    )
     a = ap.parse_args(argv)
     store = Path(a.store)
     names = a.names.split(",")
@@ -127,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         x_tr, y_tr = np.asarray(train[front][rows]), np.asarray(train[name][rows])
         x_va, y_va = np.asarray(val[front][va]), np.asarray(val[name][va])
         t_load = time.time() - t_load
+        warm = None
+        if name == "mfcc" and a.mfcc_from_mel:
+            mel_fin = keras.models.load_model(a.mfcc_from_mel, compile=False)
+            warm = {"mel_bank": mel_fin.get_layer("mel_bank").get_weights()}
         kw = {"chroma_gate": a.chroma_gate, "chroma_banks": a.chroma_banks} if name == "chroma" else {}
         print(
             f"== {name}: {len(x_tr)} train frames, budget {budget / 60:.1f} min, load {os.getloadavg()[0]:.1f}",
@@ -143,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=hp["batch"],
             lr=hp["lr"],
             max_seconds=budget,
+            warm_start=warm,
             **kw,
         )
         model = learnt.build_learnt_fin(name, head)
@@ -202,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
                 "chroma": {"banks": a.chroma_banks, "gate": a.chroma_gate} if name == "chroma" else None,
                 "load": "import sefin_utils.learnt; keras.models.load_model(path)",
                 "notes": MEL_NOTE if name == "mel" else None,
+                "warm_start": (
+                    f"mel_bank from the learnt mel FIN {Path(a.mfcc_from_mel).name} (itself trained from random; "
+                    "no librosa matrix)"
+                    if warm
+                    else None
+                ),
             }
             fins.save_fin(model, Path(a.out) / f"{name}.keras", card)
         del x_tr, y_tr, x_va, y_va

@@ -49,7 +49,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
-from . import fins  # noqa: E402
+from . import features, fins  # noqa: E402
 from .constants import FRAME_LENGTH  # noqa: E402
 
 __all__ = [
@@ -182,7 +182,7 @@ def _graph(
     """Apply FIN ``name``'s learnt part to front-end output ``x``; layers are taken from / created into ``layers``
     (so that the head and the full model share them)."""
     glorot = keras.initializers.GlorotUniform
-    dim = fins.FIN_DIMS[name]
+    dim = features.FEATURES[name].dim
 
     def get(key: str, ctor: Callable[[], keras.layers.Layer]) -> keras.layers.Layer:
         if key not in layers:
@@ -352,6 +352,7 @@ def train_head(
     max_seconds: float | None = None,
     verbose: int = 2,
     power_weight: float = 0.1,
+    warm_start: dict[str, list[np.ndarray]] | None = None,
     **head_kwargs: Any,
 ) -> tuple[keras.Model, dict]:
     """Train the learnt head of FIN ``name`` on front-end outputs; returns the head (best validation weights) and
@@ -361,6 +362,8 @@ def train_head(
     y64 = np.asarray(y_train, dtype=np.float64)
     mean, std = y64.mean(axis=0), np.maximum(y64.std(axis=0), 1e-12)
     head = build_head(name, target_mean=mean, target_std=std, seed=seed, **head_kwargs)
+    for layer_name, weights in (warm_start or {}).items():  # e.g. MFCC's bank from the learnt mel FIN's
+        head.get_layer(layer_name).set_weights(weights)
     loss = loss_for(name, y_train, power_weight=power_weight)
     fit_model = head
     if name == "chroma" and head_kwargs.get("chroma_gate", "tuning") == "tuning":

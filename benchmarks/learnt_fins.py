@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
 
-from sefin_utils import fins, learnt  # noqa: E402
+from sefin_utils import experiments, fins, learnt  # noqa: E402
 from sefin_utils.io import read_json, write_json  # noqa: E402
 from sefin_utils.study import FIN_R2  # noqa: E402
 
@@ -87,7 +87,7 @@ def predict(model, frames: np.ndarray, batch: int = 4096) -> np.ndarray:
 
 def score(model, data: dict[str, np.ndarray], name: str) -> dict[str, float]:
     pred = predict(model, data["frames"])
-    return {k: round(v, 5) for k, v in fins.evaluate_fin(np.asarray(data[name]), pred, name).items()}
+    return {k: round(v, 5) for k, v in experiments.evaluate_fin(np.asarray(data[name]), pred, name).items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,22 +4,22 @@ Every model maps raw frames ``(n, 2048)`` (float32, 22,050 Hz) to the feature in
 other FIN families do (``fins.build_fin``), and is built from three kinds of parts:
 
 fixed, declared DSP (no weights)
-    the Hann-windowed power spectrum by real FFT (``fins.PowerSpectrum``; chroma, MFCC, mel), element-wise square /
+    the Hann-windowed power spectrum by real FFT (``layers.PowerSpectrum``; chroma, MFCC, mel), element-wise square /
     square root, ``power_to_db`` with the per-frame 80 dB floor (MFCC), max-normalisation (chroma), the soft sign of
     the zero-crossing layer and, for chroma only, librosa's per-frame tuning estimate used as gating weights over K
-    learnt banks (``fins.TuningWeights``: piptrack peaks, median, 100-bin histogram; see ``CHROMA_GATES``).
+    learnt banks (``layers.TuningWeights``: piptrack peaks, median, 100-bin histogram; see ``CHROMA_GATES``).
 learnt weights, drawn at random (seeded)
     non-negative banks :class:`PositiveDense` (``x @ exp(log_kernel)``, ``log_kernel ~ N(-log(fan_in), 1)``: no
     librosa mel/chroma matrix), Dense layers with Glorot-uniform kernels (no DCT), the zero-crossing layer's four
     scalars drawn as in ``fins._randomise``.
 fixed output scaling
-    ``fins.TargetTransform`` (inverse, linear) with the training targets' mean and standard deviation, so that the last
+    ``layers.TargetTransform`` (inverse, linear) with the training targets' mean and std, so that the last
     Dense layer predicts standardised values while the model outputs librosa units (no weights).
 
 Topologies (multiply-adds per frame: :func:`fins.count_macs`):
 
 - ``rms``: square -> :class:`PositiveDense` (2048 -> 1) -> sqrt -> Dense(1) -> de-standardise;
-- ``zcr``: ``fins.SoftZeroCrossingRate`` (soft sign, neighbour products, 4 learnt scalars);
+- ``zcr``: ``layers.SoftZeroCrossingRate`` (soft sign, neighbour products, 4 learnt scalars);
 - ``mel``: power spectrum -> :class:`PositiveDense` (1025 -> 128);
 - ``mfcc``: power spectrum -> :class:`PositiveDense` (1025 -> 128) -> power_to_db (80 dB floor) / 100 -> Dense(20)
   -> de-standardise;
@@ -50,6 +50,7 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 from . import features, fins  # noqa: E402
+from . import layers as lyr  # noqa: E402
 from .constants import FRAME_LENGTH  # noqa: E402
 
 __all__ = [
@@ -72,7 +73,7 @@ FRONT_ENDS: dict[str, str] = {"rms": "frames", "zcr": "frames", "chroma": "power
 N_BINS: int = FRAME_LENGTH // 2 + 1
 CHROMA_GATES: tuple[str, ...] = ("tuning", "learnt")
 """How the chroma FIN mixes its K learnt banks: ``tuning`` = librosa's per-frame tuning estimate (fixed DSP,
-``fins.TuningWeights``), ``learnt`` = a learnt softmax gate (:class:`LogEnergyGate`)."""
+``layers.TuningWeights``), ``learnt`` = a learnt softmax gate (:class:`LogEnergyGate`)."""
 MEL_EPS: float = 1e-10
 _PKG = "sefin"
 
@@ -162,7 +163,7 @@ class LogEnergyGate(keras.layers.Layer):
 
 def front_end(name: str, x: Any) -> Any:
     """The fixed front end of FIN ``name`` applied to raw frames ``x`` (n, 2048): the frame or its power spectrum."""
-    return fins.PowerSpectrum(name="power")(x) if FRONT_ENDS[name] == "power" else x
+    return lyr.PowerSpectrum(name="power")(x) if FRONT_ENDS[name] == "power" else x
 
 
 def _graph(
@@ -192,18 +193,18 @@ def _graph(
     def destd(z: Any) -> Any:
         mean = np.broadcast_to(np.asarray(target_mean, dtype=np.float64), (dim,))
         std = np.broadcast_to(np.asarray(target_std, dtype=np.float64), (dim,))
-        return get("to_feature", lambda: fins.TargetTransform("linear", mean, std, inverse=True, name="to_feature"))(z)
+        return get("to_feature", lambda: lyr.TargetTransform("linear", mean, std, inverse=True, name="to_feature"))(z)
 
     if name == "rms":
-        x = get("square", lambda: fins.Square(name="square"))(x)
+        x = get("square", lambda: lyr.Square(name="square"))(x)
         x = get("energy", lambda: PositiveDense(1, init_std=0.5, seed=seed, name="energy"))(x)
-        x = get("sqrt", lambda: fins.SafeSqrt(name="sqrt"))(x)
+        x = get("sqrt", lambda: lyr.SafeSqrt(name="sqrt"))(x)
         return destd(
             get("affine", lambda: keras.layers.Dense(1, kernel_initializer=glorot(seed + 1), name="affine"))(x)
         )
     if name == "zcr":
         new = "zcr" not in layers
-        layer = get("zcr", lambda: fins.SoftZeroCrossingRate(name="zcr"))
+        layer = get("zcr", lambda: lyr.SoftZeroCrossingRate(name="zcr"))
         y = layer(x)
         if new:  # the four scalars drawn at random, as fins._randomise does for the fast family
             rng = np.random.default_rng(seed)
@@ -211,33 +212,37 @@ def _graph(
             layer.set_weights([np.float32(v) for v in draw])
         return y
     if name == "mel":
-        return get("mel_bank", lambda: PositiveDense(fins.N_MELS, init_std=bank_init_std, seed=seed, name="mel_bank"))(
+        return get(
+            "mel_bank", lambda: PositiveDense(features.N_MELS, init_std=bank_init_std, seed=seed, name="mel_bank")
+        )(x)
+    if name == "mfcc":
+        m = get("mel_bank", lambda: PositiveDense(features.N_MELS, init_std=bank_init_std, seed=seed, name="mel_bank"))(
             x
         )
-    if name == "mfcc":
-        m = get("mel_bank", lambda: PositiveDense(fins.N_MELS, init_std=bank_init_std, seed=seed, name="mel_bank"))(x)
-        db = get("power_to_db", lambda: fins.PowerToDb(name="power_to_db"))(m)
-        db = get("db_scaled", lambda: fins.FixedScale([1.0 / fins.DB_SCALE], name="db_scaled"))(db)
+        db = get("power_to_db", lambda: lyr.PowerToDb(name="power_to_db"))(m)
+        db = get("db_scaled", lambda: lyr.FixedScale([1.0 / fins.DB_SCALE], name="db_scaled"))(db)
         cep = get(
-            "cepstrum", lambda: keras.layers.Dense(fins.N_MFCC, kernel_initializer=glorot(seed + 1), name="cepstrum")
+            "cepstrum",
+            lambda: keras.layers.Dense(features.N_MFCC, kernel_initializer=glorot(seed + 1), name="cepstrum"),
         )
         return destd(cep(db))
     if chroma_gate not in CHROMA_GATES:
         raise ValueError(f"chroma_gate must be one of {CHROMA_GATES}, got {chroma_gate!r}")
     k = int(chroma_banks)
-    mag = get("magnitude", lambda: fins.SafeSqrt(name="magnitude"))(x)
+    mag = get("magnitude", lambda: lyr.SafeSqrt(name="magnitude"))(x)
     raw = get(
-        "chroma_banks", lambda: PositiveDense(fins.N_CHROMA * k, init_std=bank_init_std, seed=seed, name="chroma_banks")
+        "chroma_banks",
+        lambda: PositiveDense(features.N_CHROMA * k, init_std=bank_init_std, seed=seed, name="chroma_banks"),
     )(mag)
-    bank = get("normalize", lambda: fins.GroupMaxNormalize(groups=k, name="normalize"))(raw)
+    bank = get("normalize", lambda: lyr.GroupMaxNormalize(groups=k, name="normalize"))(raw)
     if gate_tensor is not None:  # training on precomputed tuning weights (the fixed DSP run once)
         gate = gate_tensor
     elif chroma_gate == "tuning":
         grid = tuple(float(t) for t in np.linspace(-0.5, 0.5, k))
-        gate = get("tuning", lambda: fins.TuningWeights(tunings=grid, name="tuning"))(mag)
+        gate = get("tuning", lambda: lyr.TuningWeights(tunings=grid, name="tuning"))(mag)
     else:
         gate = get("gate", lambda: LogEnergyGate(k, hidden=gate_hidden, seed=seed + 2, name="gate"))(raw)
-    return get("mix", lambda: fins.GatedSum(softmax=False, name="mix"))([bank, gate])
+    return get("mix", lambda: lyr.GatedSum(softmax=False, name="mix"))([bank, gate])
 
 
 def build_head(name: str, layers: dict[str, keras.layers.Layer] | None = None, **kwargs: Any) -> keras.Model:
@@ -292,10 +297,10 @@ def build_learnt_fin(name: str, head: keras.Model | None = None, **kwargs: Any) 
 
 
 def tuning_weights(power: np.ndarray, banks: int = 11, batch: int = 2048) -> np.ndarray:
-    """The chroma FIN's fixed gate on precomputed power spectra ``(n, 1025)``: ``fins.TuningWeights`` of
+    """The chroma FIN's fixed gate on precomputed power spectra ``(n, 1025)``: ``layers.TuningWeights`` of
     ``sqrt(power)`` over ``banks`` tunings evenly spaced on [-0.5, 0.5]; ``(n, banks)`` float32."""
     grid = tuple(float(t) for t in np.linspace(-0.5, 0.5, banks))
-    layer = fins.TuningWeights(tunings=grid)
+    layer = lyr.TuningWeights(tunings=grid)
     out = [
         np.asarray(layer(np.sqrt(np.maximum(np.asarray(power[i : i + batch], np.float32), 0.0))), np.float32)
         for i in range(0, len(power), batch)

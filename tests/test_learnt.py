@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from sefin_utils import features, fins, learnt
+from sefin_utils import experiments, features, fins, learnt
 from sefin_utils.constants import FRAME_LENGTH
 
 MODELS = Path(__file__).resolve().parents[1] / "models" / "fins"
@@ -106,6 +106,6 @@ def test_shipped_fins_load_and_imitate_on_esd(esd_frames):
         assert card["feature"] == name and card["family"] == "learnt" and card["macs_per_frame"] > 0
         model = keras.models.load_model(path, compile=False)  # sefin_utils.learnt registered the layers
         pred = model.predict(frames, verbose=0)
-        r2 = fins.evaluate_fin(labels[name], pred, name)
+        r2 = experiments.evaluate_fin(labels[name], pred, name)
         key = "r2_vw" if name == "mel" else "r2"
         assert r2[key] > FLOOR.get(name, 0.99), f"{name}: R² {r2} on {len(frames)} ESD frames of the sample"

@@ -7,8 +7,8 @@ on its file-level split with speakers shared, the ablation's accuracy range) and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 PROTOCOL: str = "study file-level split, speakers shared"
 """How the study's SER numbers were obtained (single runs, 1,825 unaugmented test files, 8 classes)."""

@@ -33,11 +33,8 @@ overlapping the last regular frame at 52,736): duplicated training rows that ove
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import itertools
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -48,6 +45,20 @@ import scipy.fft
 
 from sefin_utils import study
 from sefin_utils.constants import FRAME_LENGTH, HOP_LENGTH, SR
+from sefin_utils.framing import (
+    TAIL_FRAMES,
+    check_frames,
+    check_waveform,
+    frame,
+    frame_starts,
+    min_samples_for,
+    n_frames,
+    one_blas_thread,
+    pinned,
+    unchecked_frame,
+    valid_frame_mask,
+)
+from sefin_utils.spectral import N_CHROMA, N_MELS, N_MFCC, TOP_DB, FrameContext, chroma, state, warm_up
 
 __all__ = [
     "ABLATION_SOURCES",
@@ -57,9 +68,13 @@ __all__ = [
     "Feature",
     "FrameContext",
     "KAGGLE",
+    "N_CHROMA",
+    "N_MELS",
+    "N_MFCC",
     "SUMMARY_ORDER",
     "SUMMARY_DIM",
     "TAIL_FRAMES",
+    "TOP_DB",
     "TUNING_MODES",
     "clip_summary",
     "frame",
@@ -78,240 +93,8 @@ __all__ = [
     "warm_up",
 ]
 
-TAIL_FRAMES: int = 4
-"""Number of re-anchored tail frames the study appended (``tail_frames=True``)."""
-N_MFCC: int = 20
-"""MFCC coefficients (librosa's default)."""
-N_MELS: int = 128
-"""Mel bands (librosa's default)."""
-N_CHROMA: int = 12
-"""Chroma bins (librosa's default)."""
-TOP_DB: float = 80.0
-"""MFCC's dB floor below each frame's peak (``librosa.power_to_db`` default)."""
 TUNING_MODES: tuple[str, ...] = ("per_frame",)
 """Named chroma tuning modes; a float (e.g. ``0.0``) fixes the tuning instead."""
-
-_N_BINS = 1 + FRAME_LENGTH // 2  # 1025 STFT bins
-_ZC_THRESHOLD = 1e-10  # librosa.zero_crossings default: |x| <= this counts as zero
-_TUNING_BINS = np.linspace(-0.5, 0.5, int(np.ceil(1.0 / 0.01)) + 1)  # librosa.pitch_tuning's histogram edges
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# validation and framing
-# --------------------------------------------------------------------------------------------------------------------
-
-
-def _check_waveform(y: Any, *, name: str = "y", min_samples: int = FRAME_LENGTH) -> np.ndarray:
-    """Validate a mono waveform and return it as contiguous float32.
-
-    Parameters
-    ----------
-    y : array_like, shape (n,)
-        1-D floating-point, finite, at least ``min_samples`` samples. float64 input is cast to float32 (the dtype
-        ``librosa.load`` returns, on which the study's labels were computed).
-    name : str
-        Name used in error messages.
-    min_samples : int
-        Minimum length.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n,), float32
-    """
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D mono waveform, got an array of shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"{name} must be a floating-point waveform, got dtype {arr.dtype}")
-    if arr.shape[0] < min_samples:
-        raise ValueError(
-            f"{name} has {arr.shape[0]} samples; at least {min_samples} are needed "
-            f"(one {FRAME_LENGTH}-sample frame{' plus the tail frames' if min_samples > FRAME_LENGTH else ''})"
-        )
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise ValueError(f"{name} must be finite, found {arr[bad]} at sample {bad}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-def _check_frames(frames: Any) -> np.ndarray:
-    """Validate a (n, 2048) frame matrix and return it as float32."""
-    arr = np.asarray(frames)
-    if arr.ndim != 2 or arr.shape[1] != FRAME_LENGTH or arr.shape[0] < 1:
-        raise ValueError(f"frames must have shape (n >= 1, {FRAME_LENGTH}), got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise TypeError(f"frames must be floating point, got dtype {arr.dtype}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError("frames must be finite, found NaN or inf")
-    return np.asarray(arr, dtype=np.float32)
-
-
-def _min_samples(tail_frames: bool) -> int:
-    """Shortest signal :func:`frame` accepts: one frame, or the four tail frames' span."""
-    return FRAME_LENGTH + (TAIL_FRAMES - 1) * HOP_LENGTH if tail_frames else FRAME_LENGTH
-
-
-def n_frames(n_samples: int, *, tail_frames: bool = False) -> int:
-    """Return the number of frames :func:`frame` makes from ``n_samples`` samples (THE frame-count formula).
-
-    ``1 + (n_samples - 2048) // 512``, plus :data:`TAIL_FRAMES` with ``tail_frames`` (librosa's ``center=False``
-    frame count, ``librosa.util.frame``).
-
-    Raises
-    ------
-    ValueError
-        ``n_samples`` shorter than one frame (or than the tail frames' span with ``tail_frames``).
-
-    Examples
-    --------
-    >>> n_frames(55_125), n_frames(55_125, tail_frames=True)
-    (104, 108)
-    """
-    n_samples = int(n_samples)
-    if n_samples < _min_samples(tail_frames):
-        raise ValueError(
-            f"n_samples={n_samples} is shorter than {'the tail frames (' if tail_frames else 'one frame ('}"
-            f"{_min_samples(tail_frames)} samples)"
-        )
-    return 1 + (n_samples - FRAME_LENGTH) // HOP_LENGTH + (TAIL_FRAMES if tail_frames else 0)
-
-
-def frame_starts(n_samples: int, *, tail_frames: bool = False) -> np.ndarray:
-    """First sample of each frame :func:`frame` makes from ``n_samples`` samples.
-
-    Returns
-    -------
-    np.ndarray, shape (n_frames(n_samples, tail_frames=...),), int64
-        ``512 i`` on the hop grid, then with ``tail_frames`` the re-anchored tail frames
-        ``n_samples - 2048 - 512 k`` for ``k = 3, 2, 1, 0``.
-
-    Examples
-    --------
-    >>> frame_starts(55_125, tail_frames=True)[-5:].tolist()
-    [52736, 51541, 52053, 52565, 53077]
-    """
-    n_regular = n_frames(n_samples, tail_frames=tail_frames) - (TAIL_FRAMES if tail_frames else 0)
-    regular = np.arange(n_regular, dtype=np.int64) * HOP_LENGTH
-    if not tail_frames:
-        return regular
-    tails = int(n_samples) - FRAME_LENGTH - HOP_LENGTH * np.arange(TAIL_FRAMES - 1, -1, -1, dtype=np.int64)
-    return np.concatenate([regular, tails])
-
-
-def valid_frame_mask(valid: tuple[int, int], n_samples: int, *, tail_frames: bool = False) -> np.ndarray:
-    """Which frames of a padded clip hold real audio: True where a frame overlaps the real samples ``[start, stop)``.
-
-    The one mask used by the training cache and by prediction.
-
-    Parameters
-    ----------
-    valid : (int, int)
-        ``(start, stop)`` of the real (non-padding) samples, ``0 <= start <= stop <= n_samples``
-        (``audio.Clip.valid``). An empty range masks every frame out.
-    n_samples : int
-        Length of the clip.
-    tail_frames : bool
-        Mask the frames of ``frame(..., tail_frames=True)``.
-
-    Returns
-    -------
-    np.ndarray, shape (n_frames(n_samples, tail_frames=...),), bool
-
-    Examples
-    --------
-    >>> valid_frame_mask((20_000, 30_000), 55_125).nonzero()[0][[0, -1]].tolist()
-    [36, 58]
-    """
-    start, stop = int(valid[0]), int(valid[1])
-    if not 0 <= start <= stop <= int(n_samples):
-        raise ValueError(f"valid range {valid} must satisfy 0 <= start <= stop <= n_samples={n_samples}")
-    starts = frame_starts(n_samples, tail_frames=tail_frames)
-    if stop == start:
-        return np.zeros(starts.shape[0], dtype=bool)
-    return (starts < stop) & (starts + FRAME_LENGTH > start)
-
-
-def frame(y: np.ndarray, *, tail_frames: bool = False) -> np.ndarray:
-    """Split a waveform into librosa's ``center=False`` frames.
-
-    Parameters
-    ----------
-    y : np.ndarray, shape (n_samples,)
-        Mono waveform, at least 2048 samples (``2048 + 3 * 512`` with ``tail_frames``).
-    tail_frames : bool
-        Append the study's four re-anchored tail frames ``y[len - 2048 - 512 k : len - 512 k]``, ``k = 3..0``
-        (see the module notes for why this is off by default).
-
-    Returns
-    -------
-    np.ndarray, shape (n_frames, 2048), float32
-        Frame ``i`` is ``y[512 i : 512 i + 2048]``. A read-only strided view of ``y`` (when ``y`` is already
-        contiguous float32) without tail frames; a copy with them.
-
-    Examples
-    --------
-    >>> frame(np.zeros(55_125, dtype=np.float32)).shape
-    (104, 2048)
-    """
-    y = _check_waveform(y, min_samples=_min_samples(tail_frames))
-    return _frame(y, tail_frames=tail_frames)
-
-
-def _frame(y: np.ndarray, *, tail_frames: bool) -> np.ndarray:
-    frames = np.lib.stride_tricks.sliding_window_view(y, FRAME_LENGTH)[::HOP_LENGTH]
-    if not tail_frames:
-        return frames
-    starts = frame_starts(y.shape[0], tail_frames=True)[-TAIL_FRAMES:]
-    tail = np.stack([y[s : s + FRAME_LENGTH] for s in starts])
-    return np.concatenate([frames, tail])
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# one BLAS thread: the same float rounding whoever calls
-# --------------------------------------------------------------------------------------------------------------------
-
-_BLAS_LOCK = threading.Lock()
-_BLAS: dict[str, Any] = {"depth": 0, "controller": None, "limiter": None}
-
-
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """Run the body with this process's BLAS (numpy's OpenBLAS) limited to one thread, then restore it.
-
-    A multi-threaded matrix product sums in another order, so labels and summary vectors computed under 1 or 2 BLAS
-    threads differ in the last float32 bits (seen: 2 of 2,080 MFCC values by 3.3e-6). Every public function here that
-    computes labels or summaries runs inside this, so that the training cache (in-process or in workers) and
-    prediction give bit-identical values whatever the caller's thread settings (``OPENBLAS_NUM_THREADS`` or none).
-    Re-entrant and thread-safe: the first entrant sets the limit, the last one out restores it. Uses
-    ``threadpoolctl``'s controller (built once per process, ~0.1 ms per entry).
-    """
-    with _BLAS_LOCK:
-        if _BLAS["depth"] == 0:
-            if _BLAS["controller"] is None:
-                from threadpoolctl import ThreadpoolController
-
-                _BLAS["controller"] = ThreadpoolController()
-            _BLAS["limiter"] = _BLAS["controller"].limit(limits=1, user_api="blas")
-        _BLAS["depth"] += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS["depth"] -= 1
-            if _BLAS["depth"] == 0:
-                _BLAS["limiter"].restore_original_limits()
-                _BLAS["limiter"] = None
-
-
-def _one_blas_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorator: run ``fn`` inside :func:`one_blas_thread`."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with one_blas_thread():
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -351,39 +134,6 @@ TARGET_KINDS: tuple[str, ...] = ("linear", "log")
 PLOT_KINDS: tuple[str, ...] = ("line", "image", "image_db")
 """How figures draw a feature over time: one line (1-d), an image, an image in dB (power features)."""
 LOSSES: tuple[str, ...] = ("mse", "mae")
-
-
-class FrameContext:
-    """A validated (n, 2048) float32 frame matrix and the intermediate arrays its features share, each computed once
-    on first use: what a :class:`Feature`'s vectorised ``labels`` function receives.
-
-    Attributes
-    ----------
-    frames : np.ndarray, shape (n, 2048), float32
-    tuning : "per_frame" or float
-        Chroma tuning mode (see :func:`frame_labels`).
-    mag : np.ndarray, shape (n, 1025), float32
-        ``|STFT|`` of each frame (Hann window, ``center=False``; as ``librosa.stft``).
-    mel : np.ndarray, shape (n, 128), float32
-        Mel power spectrogram (``|STFT|**2`` through librosa's Slaney mel filters).
-    """
-
-    def __init__(self, frames: np.ndarray, tuning: str | float = "per_frame") -> None:
-        self.frames = frames
-        self.tuning = tuning
-        self._cache: dict[str, np.ndarray] = {}
-
-    @property
-    def mag(self) -> np.ndarray:
-        if "mag" not in self._cache:
-            self._cache["mag"] = _stft_mag(self.frames)
-        return self._cache["mag"]
-
-    @property
-    def mel(self) -> np.ndarray:
-        if "mel" not in self._cache:
-            self._cache["mel"] = np.square(self.mag) @ _state()["mel_t"]  # (n, 128) float32 power
-        return self._cache["mel"]
 
 
 @dataclass(frozen=True)
@@ -455,7 +205,7 @@ class Feature:
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         """Compute this feature on one 2048-sample frame the study's way; shape ``(dim,)``, float32."""
-        x = _check_waveform(x, name="frame")
+        x = check_waveform(x, name="frame")
         if x.shape[0] != FRAME_LENGTH:
             raise ValueError(f"a frame must have {FRAME_LENGTH} samples, got {x.shape[0]}")
         return np.asarray(self.librosa_frame(x), dtype=np.float32)
@@ -467,13 +217,13 @@ def _labels_rms(ctx: FrameContext) -> np.ndarray:
 
 def _labels_zcr(ctx: FrameContext) -> np.ndarray:
     frames = ctx.frames
-    negative = np.signbit(np.where(np.abs(frames) <= _state()["zc_threshold"], np.float32(0), frames))
+    negative = np.signbit(np.where(np.abs(frames) <= state()["zc_threshold"], np.float32(0), frames))
     crossings = np.count_nonzero(negative[:, 1:] != negative[:, :-1], axis=1)
     return (crossings / np.float32(FRAME_LENGTH)).astype(np.float32)[:, None]
 
 
 def _labels_chroma(ctx: FrameContext) -> np.ndarray:
-    return _chroma(ctx.mag, ctx.tuning)
+    return chroma(ctx.mag, ctx.tuning)
 
 
 def _labels_mel(ctx: FrameContext) -> np.ndarray:
@@ -630,7 +380,7 @@ def _check_names(names: Iterable[str] | str | None) -> tuple[str, ...]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
-@_one_blas_thread
+@pinned
 def reference_frame_labels(
     y: np.ndarray, *, names: Iterable[str] | None = None, tail_frames: bool = False
 ) -> dict[str, np.ndarray]:
@@ -650,9 +400,9 @@ def reference_frame_labels(
     dict[str, np.ndarray]
         ``name -> (n_frames, dim)`` float32.
     """
-    y = _check_waveform(y, min_samples=_min_samples(tail_frames))
+    y = check_waveform(y, min_samples=min_samples_for(tail_frames))
     names = _check_names(names)
-    frames = _frame(y, tail_frames=tail_frames)
+    frames = unchecked_frame(y, tail_frames=tail_frames)
     out = {}
     for n in names:
         feat = FEATURES[n]
@@ -663,142 +413,6 @@ def reference_frame_labels(
 # --------------------------------------------------------------------------------------------------------------------
 # vectorised labels
 # --------------------------------------------------------------------------------------------------------------------
-
-_STATE: dict[str, Any] = {}
-_CHROMA_FB: dict[float, np.ndarray] = {}
-_SCRATCH = threading.local()
-
-
-def _state() -> dict[str, Any]:
-    """Per-process constants (window, mel filterbank, pitch band, ZCR threshold), built on first use."""
-    if not _STATE:
-        state: dict[str, Any] = {}
-        window = librosa.filters.get_window("hann", FRAME_LENGTH, fftbins=True)  # float64, as librosa.stft
-        state["window"] = np.asarray(window, dtype=np.float64)
-        state["mel_t"] = np.ascontiguousarray(librosa.filters.mel(sr=SR, n_fft=FRAME_LENGTH, n_mels=N_MELS).T)
-        freqs = librosa.fft_frequencies(sr=SR, n_fft=FRAME_LENGTH)
-        band = np.flatnonzero((freqs >= 150.0) & (freqs < 4000.0))  # piptrack's default fmin, fmax
-        state["pitch_band"] = slice(int(band[0]), int(band[-1]) + 1)
-        thr = np.float32(_ZC_THRESHOLD)
-        if float(thr) > _ZC_THRESHOLD:  # largest float32 <= 1e-10, so that float32 |x| <= thr is exact
-            thr = np.nextafter(thr, np.float32(0))
-        state["zc_threshold"] = thr
-        _STATE.update(state)  # all at once: another thread never sees half of it
-    return _STATE
-
-
-def warm_up() -> None:
-    """Build this process's filterbanks and import what labelling needs (a process pool's initializer).
-
-    The first call in a fresh process otherwise pays it (about 1-5 s, mostly importing ``scipy.signal`` and
-    numba-backed ``librosa.util``); later calls reuse everything.
-    """
-    _state()
-    _chroma_fb_t(0.0)
-
-
-def _chroma_fb_t(tuning: float) -> np.ndarray:
-    """The transposed (1025, 12) chroma filterbank for one tuning, built once per process."""
-    fb = _CHROMA_FB.get(tuning)
-    if fb is None:
-        fb = np.ascontiguousarray(librosa.filters.chroma(sr=SR, n_fft=FRAME_LENGTH, tuning=tuning, n_chroma=N_CHROMA).T)
-        _CHROMA_FB[tuning] = fb
-    return fb
-
-
-def _scratch(shape: tuple[int, ...], dtype: type, key: str) -> np.ndarray:
-    """A per-thread reusable work array (fresh multi-MB arrays cost page faults on every call)."""
-    store = _SCRATCH.__dict__
-    arr = store.get(key)
-    if arr is None or arr.shape != shape:
-        arr = np.empty(shape, dtype=dtype)
-        store[key] = arr
-    return arr
-
-
-def _stft_mag(frames: np.ndarray) -> np.ndarray:
-    """|STFT| of each frame, (n, 1025) float32, computed as librosa.stft does (float64 FFT, complex64 result)."""
-    n = frames.shape[0]
-    windowed = _scratch((n, FRAME_LENGTH), np.float64, "windowed")
-    np.multiply(frames, _state()["window"], out=windowed)
-    spec = _scratch((n, _N_BINS), np.complex128, "spec")
-    np.fft.rfft(windowed, axis=-1, out=spec)  # the same pocketfft as scipy.fft.rfft, into a reused buffer
-    spec32 = _scratch((n, _N_BINS), np.complex64, "spec32")
-    spec32[...] = spec
-    return np.abs(spec32)
-
-
-def _piptrack_band(mag: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``librosa.piptrack(S=mag.T, sr=SR)`` restricted to its 150-4000 Hz search band, same float arithmetic.
-
-    Returns the (row, bin) indices of the local maxima and their float32 pitch and magnitude, row-major.
-    """
-    band = _state()["pitch_band"]
-    x = mag[:, band.start - 1 : band.stop + 1]
-    left, centre, right = x[:, :-2], x[:, 1:-1], x[:, 2:]
-    ref = np.float32(0.1) * mag.max(axis=1, keepdims=True)  # threshold * max over ALL bins of the frame
-    gated = x * (x > ref)
-    peak = (gated[:, 1:-1] > gated[:, :-2]) & (gated[:, 1:-1] >= gated[:, 2:])
-    rows, cols = np.nonzero(peak)
-    xl, xc, xr = left[rows, cols], centre[rows, cols], right[rows, cols]
-    # librosa's numba stencil: a and b in float64 (2 * float32 and / 2 promote), shift stored as float32
-    a = (xr + xl).astype(np.float64) - 2.0 * xc.astype(np.float64)
-    b = (xr - xl).astype(np.float64) / 2.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shift = np.where(np.abs(b) >= np.abs(a), 0.0, -b / a).astype(np.float32)
-    avg = (xr - xl) / np.float32(2.0)  # np.gradient, interior points
-    mags = xc + np.float32(0.5) * avg * shift
-    bins = cols + band.start
-    pitch = ((bins + shift) * float(SR) / FRAME_LENGTH).astype(np.float32)
-    return rows, pitch, mags
-
-
-def _frame_tuning(mag: np.ndarray) -> np.ndarray:
-    """``librosa.estimate_tuning(S=mag[i:i+1].T, sr=SR)`` for every frame ``i`` at once; (n,) float64."""
-    n = mag.shape[0]
-    rows, pitch, pmag = _piptrack_band(mag)
-    counts = np.bincount(rows, minlength=n)
-    # each frame's median magnitude over its peaks (np.median in float32: mean of the two middle values)
-    width = max(int(counts.max()), 1)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ranked = np.full((n, width), np.inf, dtype=np.float32)
-    ranked[rows, np.arange(rows.shape[0]) - first[rows]] = pmag
-    ranked.sort(axis=1)
-    r = np.arange(n)
-    lo = ranked[r, np.maximum(counts - 1, 0) // 2]
-    hi = ranked[r, np.maximum(counts, 1) // 2]
-    median = np.where(counts % 2 == 1, lo, (lo + hi) / np.float32(2))
-    selected = (pmag >= median[rows]) & (pitch > 0)
-    sel_rows = rows[selected]
-    freqs = pitch[selected]  # 1-D float32, frame-major, as librosa.pitch_tuning sees each frame's values
-    # librosa.pitch_tuning, vectorised: residual in [-0.5, 0.5), 101-edge histogram, first bin of the peak
-    residual = np.mod(N_CHROMA * librosa.hz_to_octs(freqs, bins_per_octave=N_CHROMA), 1.0)
-    residual[residual >= 0.5] -= 1.0
-    edges = _TUNING_BINS
-    n_bins = edges.shape[0] - 1
-    idx = np.searchsorted(edges, residual, side="right") - 1
-    idx[residual == edges[-1]] = n_bins - 1  # np.histogram's last bin is closed
-    keep = (idx >= 0) & (idx < n_bins)
-    hist = np.bincount(sel_rows[keep] * n_bins + idx[keep], minlength=n * n_bins).reshape(n, n_bins)
-    tuning = edges[np.argmax(hist, axis=1)]
-    tuning[hist.sum(axis=1) == 0] = 0.0  # librosa warns and returns 0.0 for a frame with no pitch
-    return tuning
-
-
-def _chroma(mag: np.ndarray, tuning: str | float) -> np.ndarray:
-    """Max-normalised chroma of each frame's |STFT| (n, 12) float32."""
-    if isinstance(tuning, str):
-        per_frame = _frame_tuning(mag)
-        raw = np.empty((mag.shape[0], N_CHROMA), dtype=np.float32)
-        values, inverse = np.unique(per_frame, return_inverse=True)
-        for k, t in enumerate(values):
-            rows = np.flatnonzero(inverse == k)
-            raw[rows] = mag[rows] @ _chroma_fb_t(float(t))
-    else:
-        raw = mag @ _chroma_fb_t(float(tuning))
-    peak = raw.max(axis=1, keepdims=True)
-    peak[peak < np.finfo(np.float32).tiny] = 1.0  # librosa.util.normalize leaves silent frames unnormalised
-    return raw / peak
 
 
 def _check_tuning(tuning: Any) -> str | float:
@@ -813,7 +427,7 @@ def _check_tuning(tuning: Any) -> str | float:
     return float(tuning)
 
 
-@_one_blas_thread
+@pinned
 def labels_from_frames(
     frames: np.ndarray, *, names: Iterable[str] | None = None, tuning: str | float = "per_frame"
 ) -> dict[str, np.ndarray]:
@@ -833,7 +447,7 @@ def labels_from_frames(
     dict[str, np.ndarray]
         ``name -> (n, dim)`` float32, equal to ``FEATURES[name].librosa_frame`` on each row up to float32 rounding.
     """
-    return _labels(_check_frames(frames), _check_names(names), _check_tuning(tuning))
+    return _labels(check_frames(frames), _check_names(names), _check_tuning(tuning))
 
 
 def _labels(frames: np.ndarray, names: tuple[str, ...], tuning: str | float) -> dict[str, np.ndarray]:
@@ -851,7 +465,7 @@ def _labels(frames: np.ndarray, names: tuple[str, ...], tuning: str | float) -> 
     return out
 
 
-@_one_blas_thread
+@pinned
 def frame_labels(
     y: np.ndarray,
     *,
@@ -884,8 +498,8 @@ def frame_labels(
     >>> {k: v.shape for k, v in frame_labels(y, names=["rms", "mfcc"]).items()}
     {'rms': (104, 1), 'mfcc': (104, 20)}
     """
-    y = _check_waveform(y, min_samples=_min_samples(tail_frames))
-    return _labels(_frame(y, tail_frames=tail_frames), _check_names(names), _check_tuning(tuning))
+    y = check_waveform(y, min_samples=min_samples_for(tail_frames))
+    return _labels(unchecked_frame(y, tail_frames=tail_frames), _check_names(names), _check_tuning(tuning))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -989,7 +603,7 @@ def summary_slices() -> dict[str, slice]:
     return KAGGLE.slices()
 
 
-@_one_blas_thread
+@pinned
 def summary_vector(y: np.ndarray) -> np.ndarray:
     """The Kaggle baseline's 162-dim vector: time-means of librosa features on the whole clip.
 
@@ -1007,7 +621,7 @@ def summary_vector(y: np.ndarray) -> np.ndarray:
     -------
     np.ndarray, shape (162,), float32
     """
-    y = _check_waveform(y)
+    y = check_waveform(y)
     mag = np.abs(librosa.stft(y))
     mel = librosa.feature.melspectrogram(S=mag**2, sr=SR)
     parts = {
@@ -1020,7 +634,7 @@ def summary_vector(y: np.ndarray) -> np.ndarray:
     return np.concatenate([np.mean(parts[n], axis=1) for n in SUMMARY_ORDER]).astype(np.float32)
 
 
-@_one_blas_thread
+@pinned
 def clip_summary(clip: np.ndarray, valid: tuple[int, int]) -> np.ndarray:
     """The 162-dim :func:`summary_vector` of a padded clip's real samples ``clip[start:stop]`` (the whole clip when
     the range is empty): THE summary input of the Kaggle baseline, computed by the training cache and by prediction.

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from sefin_utils import features as F
+from sefin_utils import spectral
 from sefin_utils.constants import CLIP_SAMPLES, DURATION_S, FRAME_LENGTH, HOP_LENGTH, N_FRAMES, OFFSET_S, SR
 
 # Real files chosen for their edge cases (paths relative to the shared sample).
@@ -228,13 +229,13 @@ def test_labels_equal_per_frame_loop_on_long_file(sample_root: Path) -> None:
 
 def test_stft_and_per_frame_tuning_are_bit_identical_to_librosa(sample_root: Path) -> None:
     y = _clip(sample_root / REAL_FILES["quiet_stereo"])
-    mag = F._stft_mag(F.frame(y))
+    mag = spectral.stft_mag(F.frame(y))
     ref = np.abs(librosa.stft(y, n_fft=FRAME_LENGTH, hop_length=HOP_LENGTH, center=False)).T
     np.testing.assert_array_equal(mag, ref)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = [librosa.estimate_tuning(S=m[:, None], sr=SR) for m in mag]
-    np.testing.assert_array_equal(F._frame_tuning(mag), expected)
+    np.testing.assert_array_equal(spectral.frame_tuning(mag), expected)
 
 
 def test_fixed_tuning_variant_equals_librosa_with_tuning_0(sample_root: Path) -> None:

@@ -49,7 +49,6 @@ once), so the build scales with cores; ``workers=1`` computes in the calling pro
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import json
 import multiprocessing
@@ -69,6 +68,7 @@ from tqdm.auto import tqdm
 
 from sefin_utils import augment as _augment
 from sefin_utils.constants import DURATION_S, OFFSET_S, SR
+from sefin_utils.io import atomic_write_text, stable_hash, write_csv
 
 CACHE_VERSION: int = 1
 """Bump when the stored content changes meaning; it is part of every key."""
@@ -165,25 +165,6 @@ class ClipStore:
 
 
 # --------------------------------------------------------------------------------------------------- small helpers
-def _hash(obj: Any) -> str:
-    """Stable short hash of a JSON-able object."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write a small text file atomically (temp name, then os.replace)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``path`` (released by the OS if the process dies)."""
@@ -518,7 +499,7 @@ def _open_partial(layer: _Layer) -> tuple[dict[str, np.ndarray], set[int], dict[
         (part / "done").mkdir(parents=True)
         for stem, (shape, dtype) in layer.arrays.items():
             np.lib.format.open_memmap(part / f"{stem}.npy", mode="w+", dtype=np.dtype(dtype), shape=shape).flush()
-        _write_text(layout_path, json.dumps(layout))
+        atomic_write_text(layout_path, json.dumps(layout))
     mms = {stem: np.lib.format.open_memmap(part / f"{stem}.npy", mode="r+") for stem in layer.arrays}
     done: set[int] = set()
     infos: dict[int, dict[str, Any]] = {}
@@ -550,7 +531,7 @@ def _build_layer(layer: _Layer, *, workers: _Workers, progress: bool) -> Path:
             for mm in mms.values():
                 mm.flush()
             for i, info in unflushed:
-                _write_text(layer.partial / "done" / f"{i}.json", json.dumps(info))
+                atomic_write_text(layer.partial / "done" / f"{i}.json", json.dumps(info))
                 infos[i] = info
             unflushed.clear()
 
@@ -582,7 +563,7 @@ def _build_layer(layer: _Layer, *, workers: _Workers, progress: bool) -> Path:
         ordered = [infos[i] for i in range(len(layer.tasks))]
         if layer.finalize is not None:
             layer.finalize(layer.partial, ordered)
-        _write_text(layer.partial / "meta.json", json.dumps({"layer": layer.name, "created": time.time()}))
+        atomic_write_text(layer.partial / "meta.json", json.dumps({"layer": layer.name, "created": time.time()}))
         os.replace(layer.partial, layer.final)  # the one step that makes the layer exist
         shutil.rmtree(layer.final / "done", ignore_errors=True)
         (layer.final / "layout.json").unlink(missing_ok=True)
@@ -594,7 +575,7 @@ def _clips_layer(root: Path, inputs: pd.DataFrame, params: dict[str, Any], chunk
     clip_params = {k: params[k] for k in ("sr", "offset", "duration", "augmentations", "augment_splits", "seed")}
     n_samples = int(round(params["duration"] * params["sr"]))
     fingerprint = inputs[["recording_id", "path", "split", "size", "mtime_ns"]].to_numpy().tolist()
-    k1 = _hash(
+    k1 = stable_hash(
         {
             "v": CACHE_VERSION,
             "layer": "clips",
@@ -647,8 +628,8 @@ def _clips_layer(root: Path, inputs: pd.DataFrame, params: dict[str, Any], chunk
             raise RuntimeError(f"no recording could be loaded ({len(skipped)} skipped, e.g. {reasons})")
         if len(keep) < n_rows:
             _compact(part, "clips", np.asarray(keep, dtype=np.int64))
-        _write_csv(pd.DataFrame(rows), part / "rows.csv")
-        _write_csv(pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS)), part / "skipped.csv")
+        write_csv(pd.DataFrame(rows), part / "rows.csv")
+        write_csv(pd.DataFrame(skipped, columns=list(SKIPPED_COLUMNS)), part / "skipped.csv")
 
     return _Layer(
         name="clips",
@@ -689,7 +670,7 @@ def _valid_ranges(rows: pd.DataFrame) -> list[tuple[int, int]]:
 def _summary_layer(root: Path, clips_dir: Path, rows: pd.DataFrame, chunk: int) -> _Layer:
     features = _features_module()
     dim = int(features.SUMMARY_DIM)
-    k2 = _hash(
+    k2 = stable_hash(
         {
             "v": CACHE_VERSION,
             "layer": "summary",
@@ -723,7 +704,7 @@ def _labels_layer(root: Path, clips_dir: Path, rows: pd.DataFrame, params: dict[
     dims = _feature_dims(features, names)
     n_samples = int(round(params["duration"] * params["sr"]))
     n_frames = int(features.n_frames(n_samples, tail_frames=params["tail_frames"]))
-    k3 = _hash(
+    k3 = stable_hash(
         {
             "v": CACHE_VERSION,
             "layer": "labels",
@@ -843,9 +824,9 @@ def build(
 
     clips_layer = _clips_layer(root, inputs, p, clip_chunk)
     meta_cols = ["recording_id", "emotion", "corpus", "speaker_key", "split"]
-    meta_hash = _hash(inputs[meta_cols].to_numpy().tolist())
+    meta_hash = stable_hash(inputs[meta_cols].to_numpy().tolist())
     # Fast path: the store exists and its layers are complete.
-    probe = root / _hash({"clips": clips_layer.final.name, "params": p, "meta": meta_hash, "v": CACHE_VERSION})
+    probe = root / stable_hash({"clips": clips_layer.final.name, "params": p, "meta": meta_hash, "v": CACHE_VERSION})
     if (probe / "store.json").is_file():
         try:
             return open_store(probe)

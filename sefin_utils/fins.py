@@ -3,7 +3,8 @@
 Every FIN maps a batch of raw frames ``(n, 2048)`` (float32, 22,050 Hz) to the feature in librosa's own units and
 layout ``(n, dim)``: ``rms`` 1, ``zcr`` 1, ``chroma`` 12, ``mfcc`` 20, ``mel`` 128 (see ``features.FEATURES``).
 
-Two families (``arch``):
+Three families (``arch``; ``learnt`` is described in ``sefin_utils.learnt``, its trained FINs ship in
+``models/fins``):
 
 ``study``
     The seed study's five topologies with its exact parameter counts (``study.FIN_PARAMS``): Dense nets for RMS, a
@@ -72,8 +73,11 @@ from .layers import (  # noqa: E402
     TuningWeights,
 )
 
-ARCHS: tuple[str, ...] = ("fast", "study")
-"""FIN families: ``fast`` (default, feature-shaped) and ``study`` (the seed study's topologies)."""
+ARCHS: tuple[str, ...] = ("fast", "study", "learnt")
+"""FIN families: ``fast`` (default, feature-shaped, the analytic comparison), ``study`` (the seed study's topologies)
+and ``learnt`` (every weight from a random start: ``sefin_utils.learnt``; trained ones ship in :data:`LEARNT_DIR`)."""
+LEARNT_DIR: Path = Path(__file__).resolve().parents[1] / "models" / "fins"
+"""The shipped learnt FINs (``<feature>.keras`` + card), trained by imitation on the full corpora (issue 13)."""
 
 # Thin aliases for callers not yet reading the registry (runs.reuse_fins); to go once they read features/study.
 FIN_NAMES: tuple[str, ...] = _features.FEATURE_NAMES
@@ -99,6 +103,8 @@ __all__ = [
     "feature_dim",
     "load_fin",
     "load_fins",
+    "load_learnt_fins",
+    "LEARNT_DIR",
     "read_card",
     "save_fin",
 ]
@@ -366,9 +372,10 @@ def build_fin(
     ----------
     name : str
         A registered feature (``features.FEATURES``).
-    arch : {"fast", "study"}
-        ``fast`` (feature-shaped, librosa-initialised, default) or ``study`` (the study's topology, exact parameter
-        count).
+    arch : {"fast", "study", "learnt"}
+        ``fast`` (feature-shaped, librosa-initialised, default), ``study`` (the study's topology, exact parameter
+        count) or ``learnt`` (``learnt.build_learnt_fin``: fixed FFT front end, learnt layers at random; the other
+        arguments but ``seed`` do not apply; the pre-trained ones: :func:`load_learnt_fins`).
     target_stats : TargetStats, optional
         ``study`` only: end the network with the fixed inverse of this training-space transform, so the last Dense
         layer predicts standardised (log-)targets while the model outputs the feature (no extra weights).
@@ -386,6 +393,10 @@ def build_fin(
     """
     check_name(name)
     check_arch(arch)
+    if arch == "learnt":  # every weight at random (seeded); train with benchmarks/learnt_fins.py or load LEARNT_DIR
+        from . import learnt
+
+        return learnt.build_learnt_fin(name, seed=seed)
     inp = keras.Input((FRAME_LENGTH,), dtype="float32", name="frame")
     if arch == "study":
         y = _study_fin(name, inp)
@@ -452,7 +463,15 @@ def load_fin(path: str | Path) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no FIN at {path} (expected a .keras file written by save_fin)")
+    from . import learnt  # noqa: F401  (registers the learnt family's layers)
+
     return keras.models.load_model(path, compile=False)
+
+
+def load_learnt_fins(names: Sequence[str] | None = None) -> dict[str, keras.Model]:
+    """The shipped learnt FINs (:data:`LEARNT_DIR`; their cards: :func:`read_card`), "FINs pre-trained by imitation"
+    for the end-to-end variants: ``{name: model}`` (raw frames ``(n, 2048)`` in, librosa units out)."""
+    return load_fins(LEARNT_DIR, names)
 
 
 def load_fins(directory: str | Path, names: Sequence[str] | None = None) -> dict[str, keras.Model]:

@@ -245,13 +245,16 @@ def fin_options(P: Mapping[str, Any], store: Any) -> dict[str, Any]:
 
 
 def reuse_fins(store: Any, source: str | os.PathLike, fins_dir: Path) -> Any:
-    """Copy trained FINs (``<feature>.keras`` + ``.json``, e.g. from another run) into ``fins_dir`` and score them
-    on this run's test and ESD frames; returns the R² table in the layout of ``experiments.train_all``'s."""
+    """Copy trained FINs (``<feature>.keras`` + ``.json``, e.g. from another run; ``source="learnt"``: the shipped
+    learnt FINs, ``fins.LEARNT_DIR``) into ``fins_dir`` and score them on this run's test and ESD frames; returns the
+    R² table in the layout of ``experiments.train_all``'s."""
     import numpy as np
     import pandas as pd
 
     from sefin_utils import experiments, fins
 
+    if str(source) == "learnt":  # the shipped learnt FINs (models/fins): "FINs pre-trained by imitation"
+        source = fins.LEARNT_DIR
     source, fins_dir = Path(os.path.expanduser(str(source))), Path(fins_dir)
     found = [n for n in fins.FIN_NAMES if (source / f"{n}.keras").is_file()]
     if not found:

@@ -47,7 +47,7 @@ HPARAMS: dict[str, dict] = {
     "zcr": {"epochs": 8, "batch": 512, "lr": 1e-2, "frames": 100_000},
     "chroma": {"epochs": 12, "batch": 256, "lr": 2e-2, "frames": 150_000},
     "mel": {"epochs": 12, "batch": 256, "lr": 5e-2, "frames": None},
-    "mfcc": {"epochs": 15, "batch": 256, "lr": 1e-2, "frames": None},
+    "mfcc": {"epochs": 8, "batch": 256, "lr": 1e-2, "frames": None},
 }
 """Per-FIN training settings (``frames``: train frames drawn from the store's train split; None = all)."""
 SHARE: dict[str, float] = {"rms": 0.05, "zcr": 0.05, "chroma": 0.2, "mel": 0.25, "mfcc": 0.45}
@@ -93,7 +93,10 @@ def score(model, data: dict[str, np.ndarray], name: str) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", default="/work/data/learnt-fins")
-    ap.add_argument("--names", default=",".join(learnt.LEARNT_NAMES))
+    ap.add_argument("--names", default="rms,zcr,chroma,mel,mfcc", help="in this order (mfcc after mel: warm start)")
+    ap.add_argument(
+        "--no-mfcc-warm", action="store_true", help="train MFCC's bank from random instead of from the mel FIN's"
+    )
     ap.add_argument("--train-frames", type=int, default=None)
     ap.add_argument("--val-frames", type=int, default=20000)
     ap.add_argument("--eval-frames", type=int, default=None, help="test/ood frames scored (default all)")
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     corpora = sorted(rows_tr["corpus"].unique())
     load0 = os.getloadavg()
     t_all = time.time()
-    results = []
+    results, heads = [], {}
     for i, name in enumerate(names):
         left = a.minutes * 60 - (time.time() - t_all)
         budget = left * SHARE[name] / sum(SHARE[n] for n in names[i:])
@@ -134,10 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         x_tr, y_tr = np.asarray(train[front][rows]), np.asarray(train[name][rows])
         x_va, y_va = np.asarray(val[front][va]), np.asarray(val[name][va])
         t_load = time.time() - t_load
-        warm = None
+        warm, warm_from = None, None
         if name == "mfcc" and a.mfcc_from_mel:
             mel_fin = keras.models.load_model(a.mfcc_from_mel, compile=False)
-            warm = {"mel_bank": mel_fin.get_layer("mel_bank").get_weights()}
+            warm, warm_from = {"mel_bank": mel_fin.get_layer("mel_bank").get_weights()}, Path(a.mfcc_from_mel).name
+        elif name == "mfcc" and "mel" in heads and not a.no_mfcc_warm:
+            warm, warm_from = {"mel_bank": heads["mel"].get_layer("mel_bank").get_weights()}, "this run's mel FIN"
         kw = {"chroma_gate": a.chroma_gate, "chroma_banks": a.chroma_banks} if name == "chroma" else {}
         print(
             f"== {name}: {len(x_tr)} train frames, budget {budget / 60:.1f} min, load {os.getloadavg()[0]:.1f}",
@@ -157,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             warm_start=warm,
             **kw,
         )
+        heads[name] = head
         model = learnt.build_learnt_fin(name, head)
         r_test, r_ood = score(model, test, name), score(model, ood, name)
         macs = fins.count_macs(model)
@@ -215,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                 "load": "import sefin_utils.learnt; keras.models.load_model(path)",
                 "notes": MEL_NOTE if name == "mel" else None,
                 "warm_start": (
-                    f"mel_bank from the learnt mel FIN {Path(a.mfcc_from_mel).name} (itself trained from random; "
-                    "no librosa matrix)"
+                    f"mel_bank from the learnt mel FIN ({warm_from}; itself trained from random on mel labels, "
+                    "no librosa matrix), then all layers trained on MFCC labels"
                     if warm
                     else None
                 ),

@@ -22,7 +22,7 @@ Topologies (multiply-adds per frame: :func:`fins.count_macs`):
 - ``zcr``: ``layers.SoftZeroCrossingRate`` (soft sign, neighbour products, 4 learnt scalars);
 - ``mel``: power spectrum -> :class:`PositiveDense` (1025 -> 128);
 - ``mfcc``: power spectrum -> :class:`PositiveDense` (1025 -> 128) -> power_to_db (80 dB floor) / 100 -> Dense(20)
-  -> de-standardise;
+  -> de-standardise (the shipped one's bank warm-started from the learnt mel FIN's: ``train_head(warm_start=...)``);
 - ``chroma``: |STFT| -> :class:`PositiveDense` (1025 -> 12 K) -> max-normalise each of the K groups -> mix the K
   by the gate (``tuning``: librosa's per-frame tuning estimate, fixed DSP; ``learnt``: softmax of a Dense layer on
   the log of the K banks' energies).

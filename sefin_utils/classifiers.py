@@ -50,7 +50,15 @@ from tqdm.auto import tqdm
 
 from sefin_utils.constants import CLIP_SAMPLES, FRAME_LENGTH, N_FRAMES
 from sefin_utils.features import ABLATION_SOURCES, FEATURES, KAGGLE, SUMMARY_ORDER, Composition
-from sefin_utils.layers import FrameClips, MaskedMean, MergeFrames, SplitFrames
+from sefin_utils.layers import (
+    FrameClips,
+    MaskedAttentionPool,
+    MaskedFrames,
+    MaskedMean,
+    MaskedStats,
+    MergeFrames,
+    SplitFrames,
+)
 
 FEATURE_NAMES: tuple[str, ...] = KAGGLE.features
 """The Kaggle vector's features in registry order (rms, zcr, chroma, mfcc, mel): the order of ablation codes."""
@@ -59,6 +67,12 @@ N_SUMMARY: int = KAGGLE.dim  # 162
 HEADS: tuple[str, ...] = ("kaggle", "study")
 SOURCES: tuple[str, ...] = ABLATION_SOURCES
 FIN_INITS: tuple[str, ...] = ("pretrained", "random")
+POOLINGS: tuple[str, ...] = ("mean", "stats", "temporal")
+"""How the per-frame vectors become one clip vector: ``mean`` (the study's masked mean -> head), ``stats`` (masked
+mean and std over real frames, 2 x 162 -> head), ``temporal`` (per-frame standardisation -> two masked Conv1D 64
+(kernel 5, ReLU) over frames -> masked attentive pooling -> dropout -> softmax; no head)."""
+TEMPORAL_FILTERS: int = 64
+TEMPORAL_KERNEL: int = 5
 
 
 def _check_sources(sources: Mapping[str, str], composition: Composition = KAGGLE) -> None:
@@ -101,31 +115,32 @@ def _conv(x: Any, filters: int, kernel: int, name: str, s: _Seeds, activation: s
     )(x)
 
 
-def _kaggle_head(x: Any, n_classes: int, s: _Seeds) -> Any:
+def _kaggle_head(x: Any, n_classes: int, s: _Seeds, dropout: float | None = None) -> Any:
     for i, filters in enumerate((256, 256, 128, 64)):
         x = _conv(x, filters, 5, f"head_conv{i + 1}", s)
         x = layers.MaxPooling1D(pool_size=5, strides=2, padding="same", name=f"head_pool{i + 1}")(x)
         if i == 2:
-            x = layers.Dropout(0.2, seed=s(), name="head_drop3")(x)
+            x = layers.Dropout(0.2 if dropout is None else dropout, seed=s(), name="head_drop3")(x)
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dense(32, activation="relu", kernel_initializer=s.glorot(), name="head_dense")(x)
-    x = layers.Dropout(0.3, seed=s(), name="head_drop_dense")(x)
+    x = layers.Dropout(0.3 if dropout is None else dropout, seed=s(), name="head_drop_dense")(x)
     return layers.Dense(n_classes, activation="softmax", kernel_initializer=s.glorot(), name="probs")(x)
 
 
-def _study_head(x: Any, n_classes: int, s: _Seeds) -> Any:
+def _study_head(x: Any, n_classes: int, s: _Seeds, dropout: float | None = None) -> Any:
+    rate = 0.25 if dropout is None else dropout
     x = _conv(x, 256, 8, "head_conv1", s)
     x = _conv(x, 256, 8, "head_conv2", s, activation=None)
     x = layers.BatchNormalization(name="head_bn1")(x)
     x = layers.Activation("relu", name="head_relu2")(x)
-    x = layers.Dropout(0.25, seed=s(), name="head_drop1")(x)
+    x = layers.Dropout(rate, seed=s(), name="head_drop1")(x)
     x = layers.MaxPooling1D(pool_size=8, name="head_pool1")(x)
     for i in range(3):
         x = _conv(x, 128, 8, f"head_conv{i + 3}", s)
     x = _conv(x, 128, 8, "head_conv6", s, activation=None)
     x = layers.BatchNormalization(name="head_bn2")(x)
     x = layers.Activation("relu", name="head_relu6")(x)
-    x = layers.Dropout(0.25, seed=s(), name="head_drop2")(x)
+    x = layers.Dropout(rate, seed=s(), name="head_drop2")(x)
     x = layers.MaxPooling1D(pool_size=8, name="head_pool2")(x)
     x = _conv(x, 64, 8, "head_conv7", s)
     x = _conv(x, 64, 8, "head_conv8", s)
@@ -133,15 +148,17 @@ def _study_head(x: Any, n_classes: int, s: _Seeds) -> Any:
     return layers.Dense(n_classes, activation="softmax", kernel_initializer=s.glorot(), name="probs")(x)
 
 
-def build_head(x: Any, head: str, n_classes: int, *, seed: int = 0) -> Any:
-    """Apply a classification head to a (batch, 162) tensor (treated as a (162, 1) sequence); returns probs."""
+def build_head(x: Any, head: str, n_classes: int, *, seed: int = 0, dropout: float | None = None) -> Any:
+    """Apply a classification head to a (batch, 162) tensor (treated as a (162, 1) sequence); returns probs.
+
+    ``dropout`` replaces every dropout rate of the head (None: the study's rates, 0.2/0.3 kaggle, 0.25 study)."""
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
     if n_classes < 2:
         raise ValueError(f"n_classes must be >= 2, got {n_classes}")
     x = layers.Reshape((x.shape[-1], 1), name="as_sequence")(x)
     builder = _kaggle_head if head == "kaggle" else _study_head
-    return builder(x, n_classes, _Seeds(seed))
+    return builder(x, n_classes, _Seeds(seed), dropout)
 
 
 def _normalization(norm_mean: np.ndarray | None, norm_var: np.ndarray | None, n: int) -> layers.Normalization:
@@ -176,6 +193,7 @@ def build_baseline(
     standardize: bool = True,
     n_inputs: int = N_SUMMARY,
     seed: int = 0,
+    dropout: float | None = None,
 ) -> keras.Model:
     """The Kaggle baseline: input ``summary`` (None, 162) -> per-feature standardisation -> head.
 
@@ -190,7 +208,7 @@ def build_baseline(
     """
     inp = keras.Input(shape=(n_inputs,), name="summary")
     x = _normalization(norm_mean, norm_var, n_inputs)(inp) if standardize else inp
-    out = build_head(x, head, n_classes, seed=seed)
+    out = build_head(x, head, n_classes, seed=seed, dropout=dropout)
     suffix = "" if standardize else "_raw"
     return keras.Model(inputs={"summary": inp}, outputs=out, name=f"baseline_{head}{suffix}")
 
@@ -251,8 +269,14 @@ def build_end_to_end(
     seed: int = 0,
     name: str | None = None,
     composition: Composition = KAGGLE,
+    pooling: str = "mean",
+    dropout: float | None = None,
 ) -> keras.Model:
     """End-to-end classifier: clip -> frames -> FINs (or librosa labels) per frame -> masked mean -> head.
+
+    ``pooling`` (:data:`POOLINGS`): ``mean`` is the study's; ``stats`` and ``temporal`` keep the time course
+    (:func:`pool_and_classify`; their ``norm_mean``/``norm_var`` have the shape :func:`norm_dim` gives).
+    ``dropout``: see :func:`build_head`.
 
     Parameters
     ----------
@@ -302,12 +326,123 @@ def build_end_to_end(
         # keras' TimeDistributed unrolls a Python loop over the 104 frames (slow to trace); reshape instead
         per_frame[fname] = SplitFrames(n_frames, name=f"frames_{fname}")(fin(flat_frames))
     stacked = layers.Concatenate(axis=-1, name="per_frame_vector")([per_frame[n] for n in composition.order])
-    pooled = MaskedMean(name="masked_mean")([stacked, inputs["mask"]])
-    x = _normalization(norm_mean, norm_var, composition.dim)(pooled) if standardize else pooled
-    out = build_head(x, head, n_classes, seed=seed)
+    out = pool_and_classify(
+        stacked,
+        inputs["mask"],
+        pooling=pooling,
+        head=head,
+        n_classes=n_classes,
+        norm_mean=norm_mean,
+        norm_var=norm_var,
+        standardize=standardize,
+        seed=seed,
+        dropout=dropout,
+    )
     if name is None:
         name = f"e2e_{ablation_code(sources, composition)}_{fin_init}_{'ft' if fin_trainable else 'frozen'}"
     return keras.Model(inputs=inputs, outputs=out, name=name.replace("-", ""))
+
+
+def norm_dim(pooling: str, dim: int) -> int:
+    """Length of the standardisation statistics of a pooling over ``dim``-wide frames (``stats``: 2 dim)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    return 2 * dim if pooling == "stats" else dim
+
+
+def pool_and_classify(
+    per_frame: Any,
+    mask: Any,
+    *,
+    pooling: str,
+    head: str,
+    n_classes: int,
+    norm_mean: np.ndarray | None,
+    norm_var: np.ndarray | None,
+    standardize: bool = True,
+    seed: int = 0,
+    dropout: float | None = None,
+) -> Any:
+    """Per-frame vectors (batch, T, d) and mask (batch, T) -> class probabilities, by ``pooling`` (:data:`POOLINGS`).
+
+    ``mean``: :class:`MaskedMean` -> standardise (d) -> head (the study's). ``stats``: :class:`MaskedStats` ->
+    standardise (2 d) -> head. ``temporal``: standardise each frame (d) -> padding frames zeroed -> two Conv1D
+    (``TEMPORAL_FILTERS``, kernel ``TEMPORAL_KERNEL``, ReLU, padding frames zeroed after each) -> Dense(1) scores ->
+    :class:`MaskedAttentionPool` -> dropout (``dropout`` or 0.3) -> Dense softmax; ``head`` is not used.
+    Layer names are fixed, so a model built on precomputed per-frame vectors shares its weights by name with the
+    end-to-end model (:func:`copy_head_weights`).
+    """
+    dim = int(per_frame.shape[-1])
+    n = norm_dim(pooling, dim)
+    if pooling == "mean":
+        x = MaskedMean(name="masked_mean")([per_frame, mask])
+        x = _normalization(norm_mean, norm_var, n)(x) if standardize else x
+        return build_head(x, head, n_classes, seed=seed, dropout=dropout)
+    if pooling == "stats":
+        x = MaskedStats(name="masked_stats")([per_frame, mask])
+        x = _normalization(norm_mean, norm_var, n)(x) if standardize else x
+        return build_head(x, head, n_classes, seed=seed, dropout=dropout)
+    s = _Seeds(seed)
+    x = _normalization(norm_mean, norm_var, n)(per_frame) if standardize else per_frame
+    x = MaskedFrames(name="temporal_mask0")([x, mask])
+    for i in (1, 2):
+        x = _conv(x, TEMPORAL_FILTERS, TEMPORAL_KERNEL, f"temporal_conv{i}", s)
+        x = MaskedFrames(name=f"temporal_mask{i}")([x, mask])
+    scores = layers.Dense(1, kernel_initializer=s.glorot(), name="attention_scores")(x)
+    x = MaskedAttentionPool(name="attentive_pool")([x, scores, mask])
+    x = layers.Dropout(0.3 if dropout is None else dropout, seed=s(), name="temporal_drop")(x)
+    return layers.Dense(n_classes, activation="softmax", kernel_initializer=s.glorot(), name="probs")(x)
+
+
+def build_frame_classifier(
+    *,
+    dim: int,
+    pooling: str,
+    head: str,
+    n_classes: int,
+    norm_mean: np.ndarray | None,
+    norm_var: np.ndarray | None,
+    n_frames: int = N_FRAMES,
+    seed: int = 0,
+    dropout: float | None = None,
+    name: str = "frame_classifier",
+) -> keras.Model:
+    """The pooling and head of an end-to-end model on precomputed per-frame vectors: inputs ``per_frame``
+    (None, n_frames, dim) and ``mask`` (None, n_frames) -> probabilities (:func:`pool_and_classify`, same layer names
+    and seeds as :func:`build_end_to_end`, so its weights copy into it)."""
+    per_frame = keras.Input(shape=(n_frames, dim), name="per_frame")
+    mask = keras.Input(shape=(n_frames,), name="mask")
+    out = pool_and_classify(
+        per_frame,
+        mask,
+        pooling=pooling,
+        head=head,
+        n_classes=n_classes,
+        norm_mean=norm_mean,
+        norm_var=norm_var,
+        seed=seed,
+        dropout=dropout,
+    )
+    return keras.Model({"per_frame": per_frame, "mask": mask}, out, name=name)
+
+
+def pooled_norm_stats(per_frame: np.ndarray, mask: np.ndarray, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+    """Standardisation statistics for ``pooling`` from train per-frame vectors (n, T, d) and masks (n, T): of the
+    masked means (``mean``), of the [mean, std] vectors (``stats``), or of the real frames themselves
+    (``temporal``). (:func:`norm_stats`; constant columns get variance 1.)"""
+    x = np.asarray(per_frame, dtype="float64")
+    m = np.asarray(mask) > 0
+    if pooling == "temporal":
+        return norm_stats(x[m])
+    cnt = np.maximum(m.sum(axis=1, keepdims=True), 1)
+    xm = np.where(m[..., None], x, 0.0)
+    mean = xm.sum(axis=1) / cnt
+    if pooling == "mean":
+        return norm_stats(mean)
+    if pooling != "stats":
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    std = np.sqrt(np.maximum((xm * xm).sum(axis=1) / cnt - mean * mean, 0.0) + 1e-6)
+    return norm_stats(np.concatenate([mean, std], axis=1))
 
 
 # ---------------------------------------------------------------------------------------------------------- inputs

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from sefin_utils import anchors as _anchors
 from sefin_utils import features as _features
 from sefin_utils import fins as fins_module
 from sefin_utils.classifiers import (
@@ -33,10 +34,12 @@ from sefin_utils.classifiers import (
     ALL_FIN,
     FEATURE_NAMES,
     HEADS,
+    POOLINGS,
     ablation_code,
     assemble_pooled,
     build_baseline,
     build_end_to_end,
+    build_frame_classifier,
     clone_fin,
     copy_head_weights,
     encode_labels,
@@ -45,6 +48,7 @@ from sefin_utils.classifiers import (
     norm_stats,
     pooled_label_parts,
     pooled_label_vectors,
+    pooled_norm_stats,
 )
 from sefin_utils.constants import ESD_EMOTIONS, FRAME_LENGTH, HOP_LENGTH, N_FRAMES, SR, class_names
 from sefin_utils.fins import AMIN, TargetStats, build_fin, check_arch, check_name, count_macs, feature_dim, save_fin
@@ -390,6 +394,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "progress": True,
     "run_eagerly": False,
     "frozen_shortcut": True,
+    "select": "val_macro_f1",
+    "weight_decay": 0.0,
+    "lr_schedule": "plateau",
+    "dropout": None,
+    "pooling": ["mean"],
+    "anchors": [],
 }
 
 
@@ -398,7 +408,7 @@ def _resolve(params: Mapping[str, Any] | None) -> dict[str, Any]:
     p = {**DEFAULT_PARAMS, **params}
     if "classes" in params and "calm" not in params:  # alias
         p["calm"] = params["classes"]
-    for k in ("heads", "seeds", "variants"):
+    for k in ("heads", "seeds", "variants", "pooling", "anchors"):
         if isinstance(p[k], str | int):
             p[k] = [p[k]]
     bad = set(p["variants"]) - {"baseline", "frozen", "finetuned", "random"}
@@ -409,6 +419,12 @@ def _resolve(params: Mapping[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"params head {h!r} is not one of {HEADS}")
     if not p["seeds"]:
         raise ValueError("params['seeds'] is empty")
+    bad = set(p["pooling"]) - set(POOLINGS)
+    if bad:
+        raise ValueError(f"params['pooling'] has unknown entries {sorted(bad)}; known: {POOLINGS}")
+    bad = set(p["anchors"]) - set(_anchors.ANCHORS)
+    if bad:
+        raise ValueError(f"params['anchors'] has unknown entries {sorted(bad)}; known: {_anchors.ANCHORS}")
     return p
 
 
@@ -472,6 +488,26 @@ def _specs(p: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "seeds": seeds,
                 }
             )
+    extra = [pool for pool in p["pooling"] if pool != "mean"]
+    if extra and any(v in p["variants"] for v in ("frozen", "finetuned", "random")):
+        all_lib = dict.fromkeys(FEATURE_NAMES, "librosa")
+        for pool in extra:
+            inputs = ([("e2e_frozen", "e2e", dict(ALL_FIN))] if "frozen" in p["variants"] else []) + [
+                ("librosa", "librosa", all_lib)
+            ]
+            for prefix, kind, sources in inputs:
+                specs.append(
+                    {
+                        "variant": f"{prefix}_{pool}",
+                        "kind": kind,
+                        "head": head if pool != "temporal" else "temporal",
+                        "sources": dict(sources),
+                        "fin_init": "pretrained" if kind == "e2e" else "",
+                        "fin_trainable": False,
+                        "pooling": pool,
+                        "seeds": seeds,
+                    }
+                )
     if p["ablation"]:
         codes = p["ablation_codes"] or list(ABLATION)
         for code in codes:
@@ -566,6 +602,7 @@ def run_experiments(
     cw = balanced_class_weight(y["train"], n_classes) if p["class_weight"] == "balanced" else None
 
     specs = _specs(p)
+    head_default = p["head"]
     if not specs:
         raise ValueError("params select no model: 'variants' is empty and 'ablation' is false")
     if any(s["kind"] != "baseline" for s in specs) and fins is None:
@@ -575,10 +612,18 @@ def run_experiments(
     if any(s["kind"] != "baseline" for s in specs):
         lab_mean, lab_var = norm_stats(pooled_label_vectors(store, rows["train"]))
 
+    records: list[dict[str, Any]] = []
+    best_val: dict[str, float] = {}
+    if p["anchors"] and "baseline" in p["variants"]:
+        records += _run_anchors(store, rows, y, corpus, classes, p, out, best_val)
+
     for spec in specs:
+        spec.setdefault("pooling", "mean")
+        spec["frame_shortcut"] = spec["pooling"] != "mean"
         spec["shortcut"] = bool(
             p["frozen_shortcut"]
             and spec["kind"] != "baseline"
+            and not spec["frame_shortcut"]
             and not spec["fin_trainable"]
             and spec["fin_init"] == "pretrained"
         )
@@ -598,11 +643,20 @@ def run_experiments(
                 parts[s].update({("fin", n): v for n, v in pooled.items()})
                 del x, pooled
 
-    records: list[dict[str, Any]] = []
-    best_val: dict[str, float] = {}
     input_cache: dict[tuple, dict[str, dict[str, np.ndarray]]] = {}
+    frame_norm: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     for spec in tqdm(specs, desc="SER models", disable=not p["progress"]):
-        if spec["shortcut"]:
+        if spec["frame_shortcut"]:
+            sources = spec["sources"]
+            key = ("frames", ablation_code(sources))
+            if key not in input_cache:
+                input_cache.clear()
+                input_cache[key] = {
+                    s: per_frame_vectors(store, r, sources, fins or {}, batch_size=int(p["batch_size"]))
+                    for s, r in rows.items()
+                    if len(r)
+                }
+        elif spec["shortcut"]:
             sources = spec["sources"]
             key = ("pooled", ablation_code(sources))
             if key not in input_cache:
@@ -615,13 +669,33 @@ def run_experiments(
             sources = spec["sources"]
             key = tuple(model_input_names(sources))
             mode = "clip"
-        if key not in input_cache and not spec["shortcut"]:
+        if key not in input_cache and not (spec["shortcut"] or spec["frame_shortcut"]):
             input_cache.clear()  # keep one input set in memory at a time
             input_cache[key] = {s: make_inputs(store, r, sources, clip_mode=mode) for s, r in rows.items() if len(r)}
         data = input_cache[key]
         for seed in spec["seeds"]:
-            if spec["shortcut"]:  # the head alone, on the frozen FINs' pooled outputs (same layer names/seeds)
-                model = build_baseline(spec["head"], n_classes, norm_mean=lab_mean, norm_var=lab_var, seed=seed)
+            if spec["frame_shortcut"]:  # pooling and head on precomputed per-frame vectors (frozen FINs / librosa)
+                nkey = (key, spec["pooling"])
+                if nkey not in frame_norm:
+                    frame_norm[nkey] = pooled_norm_stats(
+                        data["train"]["per_frame"], data["train"]["mask"], spec["pooling"]
+                    )
+                model = build_frame_classifier(
+                    dim=int(data["train"]["per_frame"].shape[-1]),
+                    pooling=spec["pooling"],
+                    head=spec["head"] if spec["head"] in HEADS else head_default,
+                    n_classes=n_classes,
+                    norm_mean=frame_norm[nkey][0],
+                    norm_var=frame_norm[nkey][1],
+                    seed=seed,
+                    dropout=p["dropout"],
+                    name=spec["variant"],
+                )
+                lr = p["lr"]
+            elif spec["shortcut"]:  # the head alone, on the frozen FINs' pooled outputs (same layer names/seeds)
+                model = build_baseline(
+                    spec["head"], n_classes, norm_mean=lab_mean, norm_var=lab_var, seed=seed, dropout=p["dropout"]
+                )
                 lr = p["lr"]
             elif spec["kind"] == "baseline":
                 model = build_baseline(
@@ -631,21 +705,25 @@ def run_experiments(
                     norm_var=base_var,
                     standardize=spec["standardize"],
                     seed=seed,
+                    dropout=p["dropout"],
                 )
                 lr = p["lr"]
             else:
-                model = build_end_to_end(
+                e2e_args = dict(
                     fins=fins or {},
                     sources=sources,
                     fin_trainable=spec["fin_trainable"],
                     head=spec["head"],
                     n_classes=n_classes,
-                    norm_mean=lab_mean,
-                    norm_var=lab_var,
                     fin_init=spec["fin_init"],
                     seed=seed,
                     name=spec["variant"],
+                    dropout=p["dropout"],
                 )
+                norm = (lab_mean, lab_var)
+                if spec["fin_init"] == "random":  # the random FINs' own scale, not the librosa labels'
+                    norm = own_norm_stats(e2e_args, data["train"], batch_size=int(p["batch_size"]))
+                model = build_end_to_end(**e2e_args, norm_mean=norm[0], norm_var=norm[1])
                 lr = p["finetune_lr"] if (spec["fin_trainable"] and p["finetune_lr"]) else p["lr"]
             fit = train_classifier(
                 model,
@@ -661,6 +739,9 @@ def run_experiments(
                 class_weight=cw,
                 progress=p["progress"],
                 run_eagerly=bool(p["run_eagerly"]),
+                select=p["select"],
+                weight_decay=float(p["weight_decay"] or 0.0),
+                lr_schedule=p["lr_schedule"],
             )
             reports: dict[str, Any] = {}
             for s in ("val", "test", "ood"):
@@ -688,6 +769,19 @@ def run_experiments(
                     n_classes=n_classes,
                     norm=(lab_mean, lab_var),
                 )
+            elif spec["frame_shortcut"]:
+                model = _assemble_frames(
+                    model,
+                    spec,
+                    seed,
+                    fins or {},
+                    store,
+                    rows["val"],
+                    data["val"],
+                    n_classes=n_classes,
+                    norm=frame_norm[nkey],
+                    dropout=p["dropout"],
+                )
             rec = {
                 "variant": variant,
                 "kind": spec["kind"],
@@ -697,6 +791,8 @@ def run_experiments(
                 "fin_init": spec.get("fin_init", ""),
                 "fin_trainable": spec.get("fin_trainable", False),
                 "standardize": spec.get("standardize", True),
+                "pooling": spec["pooling"],
+                "select": p["select"],
                 "protocol": p["protocol"],
                 "n_classes": n_classes,
                 "n_params": int(model.count_params()),
@@ -764,3 +860,203 @@ def _assemble_frozen(
             f"pooled frozen-FIN outputs (max diff {np.abs(got - want).max():.2e})"
         )
     return full
+
+
+# ------------------------------------------------------------------------------------- pooling variants, anchors
+def per_frame_vectors(
+    store: Any,
+    rows: np.ndarray,
+    sources: Mapping[str, str],
+    fins: Mapping[str, keras.Model],
+    *,
+    batch_size: int = 32,
+    n_frames: int = N_FRAMES,
+) -> dict[str, np.ndarray]:
+    """The per-frame vectors an end-to-end model with frozen pre-trained FINs (or librosa labels) pools:
+    ``per_frame`` (n, n_frames, 162) in ``SUMMARY_ORDER`` and ``mask`` (n, n_frames), float32.
+
+    FIN-sourced features run the FINs once (inference mode, the same framing layers as :func:`build_end_to_end`);
+    librosa-sourced ones are the cached labels.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    mask = np.asarray(store.mask[rows], dtype="float32")
+    need = [n for n in FEATURE_NAMES if sources[n] == "fin"]
+    fin_out: dict[str, np.ndarray] = {}
+    if need:
+        clip_in = keras.Input(shape=(store.clips.shape[1],), name="clip")
+        flat = MergeFrames()(FrameClips(n_frames=n_frames)(clip_in))
+        outputs = {}
+        for name in need:
+            clone = clone_fin(fins[name], init="pretrained")
+            clone = keras.Model(clone.input, clone.output, name=f"fin_{name}")
+            clone.trainable = False
+            outputs[name] = SplitFrames(n_frames)(clone(flat))
+        model = keras.Model({"clip": clip_in}, outputs)
+        x = {"clip": np.asarray(store.clips[rows], dtype="float32")}
+        pred = model.predict(make_dataset(x, None, batch_size=batch_size), verbose=0)
+        fin_out = {n: np.asarray(pred[n], dtype="float32") for n in need}
+    parts = [
+        fin_out[n] if sources[n] == "fin" else np.asarray(store.labels[n][rows], dtype="float32")
+        for n in _features.KAGGLE.order
+    ]
+    return {"per_frame": np.concatenate(parts, axis=-1), "mask": mask}
+
+
+def own_norm_stats(
+    e2e_args: Mapping[str, Any], train_inputs: Mapping[str, np.ndarray], *, batch_size: int = 32, max_clips: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standardisation statistics of an end-to-end model's OWN pooled vectors on train clips (at most ``max_clips``,
+    a seeded subset): for re-initialised FINs, whose outputs are nowhere near the librosa labels' scale (standardising
+    them with the labels' statistics gave a first-epoch loss of 700 and a collapse to one class). The model is built
+    with identity statistics, its masked-mean output measured, and :func:`classifiers.norm_stats` taken."""
+    model = build_end_to_end(**e2e_args, norm_mean=np.zeros(N_SUMMARY_DIM), norm_var=np.ones(N_SUMMARY_DIM))
+    pooled = keras.Model(model.inputs, model.get_layer("masked_mean").output)
+    n = len(next(iter(train_inputs.values())))
+    pick = np.sort(np.random.default_rng(int(e2e_args.get("seed", 0))).permutation(n)[:max_clips])
+    x = {k: np.asarray(v[pick], dtype="float32") for k, v in train_inputs.items()}
+    out = np.asarray(pooled.predict(make_dataset(x, None, batch_size=batch_size), verbose=0))
+    keras.backend.clear_session(free_memory=True)
+    return norm_stats(out)
+
+
+N_SUMMARY_DIM: int = _features.KAGGLE.dim
+
+
+def _assemble_frames(
+    frame_model: keras.Model,
+    spec: Mapping[str, Any],
+    seed: int,
+    fins: Mapping[str, keras.Model],
+    store: Any,
+    val_rows: np.ndarray,
+    val_frames: Mapping[str, np.ndarray],
+    *,
+    n_classes: int,
+    norm: tuple[np.ndarray, np.ndarray],
+    dropout: float | None,
+    n_check: int = 4,
+) -> keras.Model:
+    """The full end-to-end model (clip/labels in) of a pooling spec with the weights trained on per-frame vectors,
+    checked against the frame model on a few validation clips."""
+    full = build_end_to_end(
+        fins=fins,
+        sources=spec["sources"],
+        fin_trainable=False,
+        head=spec["head"] if spec["head"] in HEADS else "kaggle",
+        n_classes=n_classes,
+        norm_mean=norm[0],
+        norm_var=norm[1],
+        fin_init="pretrained",
+        seed=seed,
+        name=spec["variant"],
+        pooling=spec["pooling"],
+        dropout=dropout,
+    )
+    copy_head_weights(frame_model, full)
+    k = min(n_check, len(val_rows))
+    got = np.asarray(full(make_inputs(store, val_rows[:k], spec["sources"], clip_mode="clip"), training=False))
+    want = np.asarray(frame_model({key: v[:k] for key, v in val_frames.items()}, training=False))
+    if not np.allclose(got, want, atol=1e-4):
+        raise RuntimeError(
+            f"{spec['variant']}: the assembled end-to-end model disagrees with its pooling trained on per-frame "
+            f"vectors (max diff {np.abs(got - want).max():.2e})"
+        )
+    return full
+
+
+def _run_anchors(
+    store: Any,
+    rows: Mapping[str, np.ndarray],
+    y: Mapping[str, np.ndarray],
+    corpus: Mapping[str, Any],
+    classes: Sequence[str],
+    p: Mapping[str, Any],
+    out: Path,
+    best_val: dict[str, float],
+) -> list[dict[str, Any]]:
+    """Fit the anchors (``anchors.fit_anchor``) on the train split's 162-dim summary vectors, grid chosen on val,
+    scored on val/test/ood like the deep models (ood on ``ESD_EMOTIONS`` only). The MLP is fitted once per seed, the
+    deterministic logistic regression and SVM once (first seed). Exportable anchors are saved as Keras models
+    (``anchors.to_keras``) under ``models/anchor_<name>.keras`` (the seed with the best val macro-F1)."""
+    import time
+
+    x = {s: np.asarray(store.summary[r], dtype="float64") for s, r in rows.items() if len(r)}
+    cw = "balanced" if p["class_weight"] == "balanced" else None
+    records = []
+    for name in p["anchors"]:
+        seeds = list(p["seeds"]) if name == "mlp" else list(p["seeds"])[:1]
+        for seed in seeds:
+            t0 = time.perf_counter()
+            fit = _anchors.fit_anchor(
+                name, x["train"], y["train"], x["val"], y["val"], n_classes=len(classes), seed=seed, class_weight=cw
+            )
+            seconds = time.perf_counter() - t0
+            reports: dict[str, Any] = {}
+            for s in ("val", "test", "ood"):
+                if s not in x:
+                    reports[s] = None
+                    continue
+                reports[s] = evaluate(
+                    None,
+                    None,
+                    y[s],
+                    classes,
+                    corpus=corpus[s],
+                    restrict_to=list(ESD_EMOTIONS) if s == "ood" else None,
+                    proba=fit.predict_proba(x[s]),
+                )
+            variant = f"anchor_{name}"
+            rec = {
+                "variant": variant,
+                "kind": "anchor",
+                "head": name,
+                "seed": seed,
+                "sources": "summary",
+                "fin_init": "",
+                "fin_trainable": False,
+                "standardize": True,
+                "pooling": "",
+                "select": "val_macro_f1",
+                "protocol": p["protocol"],
+                "n_classes": len(classes),
+                "n_params": int(_anchor_params(fit)),
+                "n_train": len(rows["train"]),
+                "epochs_run": np.nan,
+                "best_epoch": np.nan,
+                "s_per_epoch": seconds,
+                "shortcut": False,
+                **_flat("val", reports["val"]),
+                **_flat("test", reports["test"]),
+                **_flat("ood", reports["ood"]),
+                **_per_corpus("test", reports["test"]),
+            }
+            records.append(rec)
+            payload = {
+                "record": rec,
+                "classes": list(classes),
+                "reports": reports,
+                "anchor": {"params": fit.params, "grid": fit.grid_scores, "fit_seconds": seconds},
+            }
+            write_json(out / "metrics" / f"{variant}__seed{seed}.json", payload)
+            if p["save_models"] and name in _anchors.EXPORTABLE and rec["val_macro_f1"] > best_val.get(variant, -1.0):
+                best_val[variant] = rec["val_macro_f1"]
+                model = _anchors.to_keras(fit)
+                tmp = out / "models" / f".{variant}.tmp.keras"
+                model.save(tmp)
+                tmp.replace(out / "models" / f"{variant}.keras")
+                keras.backend.clear_session(free_memory=True)
+    return records
+
+
+def _anchor_params(fit: Any) -> int:
+    """Fitted parameter count of an anchor (weights and biases; support vectors x features for the SVM)."""
+    est = fit.model.steps[-1][1]
+    if hasattr(est, "coefs_"):
+        return sum(w.size for w in est.coefs_) + sum(b.size for b in est.intercepts_)
+    if hasattr(est, "coef_"):
+        return int(est.coef_.size + est.intercept_.size)
+    inner = getattr(est, "calibrated_classifiers_", None)
+    if inner:
+        svc = inner[0].estimator
+        return int(svc.support_vectors_.size + svc.dual_coef_.size)
+    return 0

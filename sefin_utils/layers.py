@@ -502,6 +502,62 @@ class MaskedMean(keras.layers.Layer):
         return (input_shape[0][0], input_shape[0][2])
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedStats(keras.layers.Layer):
+    """Statistics pooling: ``[mean, std]`` over frames of ``[x (batch, T, d), mask (batch, T)]`` counting only frames
+    where mask > 0 -> (batch, 2 d). Std is ``sqrt(max(E[x^2] - E[x]^2, 0) + eps)`` (eps 1e-6 keeps the gradient finite
+    on constant inputs). Padding frames never reach the output; a clip with no real frame gives zeros (std sqrt(eps)).
+    Source: x-vector statistics pooling (Snyder et al., "X-vectors: robust DNN embeddings", ICASSP 2018).
+    """
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        x, m = inputs
+        m = ops.cast(m, x.dtype)
+        keep = ops.expand_dims(m, -1) > 0
+        x = ops.where(keep, x, ops.zeros_like(x))
+        count = ops.maximum(ops.sum(ops.cast(keep, x.dtype), axis=1), 1.0)
+        mean = ops.sum(x, axis=1) / count
+        sq = ops.sum(x * x, axis=1) / count
+        std = ops.sqrt(ops.maximum(sq - mean * mean, 0.0) + 1e-6)
+        return ops.concatenate([mean, std], axis=-1)
+
+    def compute_output_shape(self, input_shape: Sequence[tuple]) -> tuple:
+        return (input_shape[0][0], 2 * input_shape[0][2])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedFrames(keras.layers.Layer):
+    """Zero the padding frames of ``[x (batch, T, d), mask (batch, T)]`` (so a convolution sees silence there)."""
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        x, m = inputs
+        keep = ops.expand_dims(ops.cast(m, x.dtype), -1) > 0
+        return ops.where(keep, x, ops.zeros_like(x))
+
+    def compute_output_shape(self, input_shape: Sequence[tuple]) -> tuple:
+        return tuple(input_shape[0])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedAttentionPool(keras.layers.Layer):
+    """Attentive pooling: ``[x (batch, T, d), scores (batch, T, 1), mask (batch, T)]`` -> (batch, d), the
+    softmax(scores)-weighted sum over the real frames only (padding frames get weight 0; a clip with no real frame
+    gives zeros). Source: attentive pooling for utterance embeddings (Okabe et al., Interspeech 2018, without std).
+    """
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        x, s, m = inputs
+        keep = ops.cast(m, x.dtype) > 0
+        s = ops.squeeze(s, -1)
+        s = ops.where(keep, s, ops.full_like(s, -1e9))
+        w = ops.softmax(s, axis=1) * ops.cast(keep, x.dtype)
+        w = w / ops.maximum(ops.sum(w, axis=1, keepdims=True), 1e-9)
+        return ops.sum(x * ops.expand_dims(w, -1), axis=1)
+
+    def compute_output_shape(self, input_shape: Sequence[tuple]) -> tuple:
+        return (input_shape[0][0], input_shape[0][2])
+
+
 CUSTOM_LAYERS: tuple[type, ...] = (
     FilterBank,
     FixedScale,
@@ -519,5 +575,8 @@ CUSTOM_LAYERS: tuple[type, ...] = (
     MergeFrames,
     SplitFrames,
     MaskedMean,
+    MaskedStats,
+    MaskedFrames,
+    MaskedAttentionPool,
 )
 """Every sefin layer (all registered under :data:`PACKAGE`)."""

@@ -72,6 +72,34 @@ class _EpochLog(keras.callbacks.Callback):
         self._bar.close()
 
 
+class ValMacroF1(keras.callbacks.Callback):
+    """Adds ``val_macro_f1`` (scikit-learn's macro-F1 over the classes present in ``y_val``) to each epoch's logs.
+
+    Must run before the callbacks that monitor it (EarlyStopping, ReduceLROnPlateau): :func:`fit` puts it first.
+    """
+
+    def __init__(self, val_ds: Any, y_val: np.ndarray) -> None:
+        super().__init__()
+        self._ds = val_ds
+        self._y = np.asarray(y_val, dtype=int)
+        self._labels = np.unique(self._y)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from sklearn.metrics import f1_score
+
+        pred = np.argmax(np.asarray(self.model.predict(self._ds, verbose=0)), axis=1)
+        f1 = f1_score(self._y, pred, labels=self._labels, average="macro", zero_division=0)
+        if logs is not None:
+            logs["val_macro_f1"] = float(f1)
+
+
+MONITORS: dict[str, str] = {"val_loss": "min", "val_macro_f1": "max"}
+"""What :func:`fit` can select the epoch on, and in which direction."""
+LR_SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
+"""``plateau``: halve the learning rate after ``max(1, patience // 2)`` flat epochs; ``cosine``: cosine decay from
+``lr`` to 0 over ``epochs`` (Loshchilov & Hutter, SGDR, 2017)."""
+
+
 def fit(
     model: keras.Model,
     train_ds: Any,
@@ -89,8 +117,18 @@ def fit(
     verbose: int = 0,
     jit_compile: bool | str = "auto",
     run_eagerly: bool = False,
+    monitor: str = "val_loss",
+    y_val: np.ndarray | None = None,
+    weight_decay: float = 0.0,
+    lr_schedule: str = "plateau",
+    steps_per_epoch: int | None = None,
 ) -> dict[str, Any]:
     """Compile ``model`` (Adam at ``lr``, ``loss``, ``metrics``) and fit it on ``train_ds``, selecting on ``val_ds``.
+
+    ``monitor`` picks the selection score (:data:`MONITORS`): ``val_loss`` (default) or ``val_macro_f1`` (needs
+    ``y_val``, the labels of ``val_ds`` in order; computed each epoch by :class:`ValMacroF1`). ``weight_decay`` > 0
+    uses AdamW (decoupled weight decay, Loshchilov & Hutter 2019). ``lr_schedule`` (:data:`LR_SCHEDULES`):
+    ``cosine`` needs ``steps_per_epoch`` and replaces the plateau halving.
 
     ``EarlyStopping(monitor="val_loss", patience, min_delta, restore_best_weights=True)`` and
     ``ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6)``. With
@@ -104,8 +142,23 @@ def fit(
         ``first_epoch_s``, ``epochs_run``, ``best_epoch`` (1-based), ``best_val_loss``; with ``keep_initial`` also
         ``initial_val_loss`` and ``kept_initial`` (``best_val_loss`` then counts the initial weights too).
     """
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of {sorted(MONITORS)}, got {monitor!r}")
+    if monitor == "val_macro_f1" and y_val is None:
+        raise ValueError("monitor='val_macro_f1' needs y_val (the validation labels in dataset order)")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    rate: Any = lr
+    if lr_schedule == "cosine":
+        if not steps_per_epoch:
+            raise ValueError("lr_schedule='cosine' needs steps_per_epoch")
+        rate = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, epochs * int(steps_per_epoch)))
+    if weight_decay and weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(learning_rate=rate, weight_decay=float(weight_decay))
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=rate)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
+        optimizer=optimizer,
         loss=loss,
         metrics=metrics,
         jit_compile=False if run_eagerly else jit_compile,
@@ -115,24 +168,34 @@ def fit(
         initial = model.get_weights()
         init_loss = float(np.ravel(model.evaluate(val_ds, verbose=0))[0])
     log = _EpochLog(epochs, model.name, progress)
+    mode = MONITORS[monitor]
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=patience, min_delta=min_delta, restore_best_weights=True
+        monitor=monitor, mode=mode, patience=patience, min_delta=min_delta, restore_best_weights=True
     )
-    plateau = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6
-    )
+    callbacks: list[keras.callbacks.Callback] = [ValMacroF1(val_ds, y_val)] if y_val is not None else []
+    callbacks.append(stop)
+    if lr_schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode=mode, factor=0.5, patience=max(1, patience // 2), min_lr=1e-6
+            )
+        )
     hist = model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=epochs,
-        callbacks=[stop, plateau, log],
+        callbacks=[*callbacks, log],
         class_weight=dict(class_weight) if class_weight else None,
         shuffle=False,  # the datasets are already shuffled (seeded)
         verbose=verbose,
     )
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     val_loss = history.get("val_loss", [])
-    best = int(np.argmin(val_loss)) if val_loss else len(log.seconds) - 1
+    score = history.get(monitor, [])
+    if score:  # the first best epoch, as EarlyStopping keeps it
+        best = int(np.argmin(score)) if mode == "min" else int(np.argmax(score))
+    else:
+        best = len(log.seconds) - 1
     out: dict[str, Any] = {
         "history": history,
         "epoch_seconds": log.seconds,
@@ -142,7 +205,10 @@ def fit(
         "epochs_run": len(log.seconds),
         "best_epoch": best + 1,
         "best_val_loss": float(val_loss[best]) if val_loss else float("nan"),
+        "monitor": monitor,
     }
+    if "val_macro_f1" in history:
+        out["best_val_macro_f1"] = float(history["val_macro_f1"][best])
     if keep_initial:
         best_loss = min(val_loss or [math.inf])
         kept = not best_loss < init_loss
@@ -500,8 +566,15 @@ def train_classifier(
     progress: bool = True,
     jit_compile: bool | str = "auto",
     run_eagerly: bool = False,
+    select: str = "val_loss",
+    weight_decay: float = 0.0,
+    lr_schedule: str = "plateau",
 ) -> dict[str, Any]:
-    """Compile (Adam, sparse cross-entropy, accuracy) and :func:`fit` with early stopping on validation loss.
+    """Compile (Adam, sparse cross-entropy, accuracy) and :func:`fit` with early stopping on ``select``.
+
+    ``select``: ``val_loss`` (default here) or ``val_macro_f1`` (what ``experiments.run_experiments`` uses by
+    default: the epoch with the best validation macro-F1 is restored). ``weight_decay`` and ``lr_schedule``: see
+    :func:`fit`.
 
     The weights of the epoch with the lowest validation loss are restored at the end (never the last epoch when
     validation loss rose); ReduceLROnPlateau halves the learning rate after ``max(1, patience // 2)`` flat epochs.
@@ -527,6 +600,11 @@ def train_classifier(
         progress=progress,
         jit_compile=jit_compile,
         run_eagerly=run_eagerly,
+        monitor=select,
+        y_val=y_val if select == "val_macro_f1" else None,
+        weight_decay=weight_decay,
+        lr_schedule=lr_schedule,
+        steps_per_epoch=math.ceil(len(y_train) / batch_size),
     )
 
 

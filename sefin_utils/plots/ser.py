@@ -231,8 +231,9 @@ def stage_figures(ser_dir: str | Path, fig_dir: str | Path, *, prefix: str = "se
                 reports[variant] = payload["reports"]["test"]
                 keep(confusion_matrix(payload["reports"]["test"], title=f"{variant} (test, seed {seed})"),
                      f"confusion_{variant}")
-            keep(training_curves(payload["history"], best_epoch=payload.get("best_epoch"),
-                                 title=f"{variant} (seed {seed})"), f"curves_{variant}")
+            if payload.get("history"):  # anchors (scikit-learn) have no epochs
+                keep(training_curves(payload["history"], best_epoch=payload.get("best_epoch"),
+                                     title=f"{variant} (seed {seed})"), f"curves_{variant}")
         if reports:
             keep(per_class_f1(reports, title="per-class F1 (test, first seed)"), "per_class_f1")
         best = best_model(main)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from keras import layers
 
-from sefin_utils import classifiers, experiments, training
+from sefin_utils import classifiers, experiments, features, training
 from sefin_utils.constants import CLIP_SAMPLES, ESD_EMOTIONS, N_FRAMES, class_names
 
 CLASSES = class_names("class")
@@ -83,6 +83,13 @@ def test_no_variant_collapses_to_one_class(fins: dict[str, keras.Model], tmp_pat
     """Every variant (random-init FINs included) predicts more than one class after a few epochs. Whether they reach
     twice chance is measured by the demo profile (benchmark), not here."""
     store = learnable_store({"train": 2, "val": 2, "test": 2, "ood": 1})
+    # the stand-in FINs imitate the labels exactly (as pre-trained FINs do): the labels become their outputs
+    vec = experiments.per_frame_vectors(store, np.arange(len(store.index)), classifiers.ALL_FIN, fins)["per_frame"]
+    start = 0
+    for name in features.KAGGLE.order:
+        d = classifiers.FEATURE_DIMS[name]
+        store.labels[name] = vec[..., start : start + d]
+        start += d
     params = {
         "head": "kaggle",
         "heads": ["kaggle"],

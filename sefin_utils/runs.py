@@ -457,6 +457,8 @@ def ser_figures(ser_dir: Path, fig_dir: Path, *, prefix: str) -> list[Path]:
             test_reports[variant] = test
             out.append(fig_dir / f"{prefix}_confusion_{variant}.png")
             ser_plots.confusion_matrix(test, title=f"{variant} (test, seed {int(best['seed'])})", path=out[-1])
+        if not payload.get("history"):  # anchors (scikit-learn) have no epochs
+            continue
         out.append(fig_dir / f"{prefix}_curves_{variant}.png")
         ser_plots.training_curves(payload["history"], best_epoch=payload.get("best_epoch"), title=variant, path=out[-1])
     if test_reports:

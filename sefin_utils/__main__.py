@@ -3,7 +3,7 @@
 Commands (each delegates to its module's ``main(argv) -> int``):
   run        execute the stage notebooks for a profile (sefin_utils.runner)
   manifest   discover corpora under a folder and write the manifest (sefin_utils.corpora)
-  predict    classify the emotion of audio files (sefin_utils.inference)
+  predict    classify the emotion of audio files (sefin_utils.predict)
   demo-data  write the generated demo corpus (sefin_utils.synth)
 """
 
@@ -16,7 +16,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("sefin_utils.runner", "execute the stage notebooks for a profile"),
     "manifest": ("sefin_utils.corpora", "discover corpora and write a manifest CSV"),
-    "predict": ("sefin_utils.inference", "classify the emotion in audio files"),
+    "predict": ("sefin_utils.predict", "classify the emotion in audio files"),
     "demo-data": ("sefin_utils.synth", "write the generated demo corpus"),
 }
 

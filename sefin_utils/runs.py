@@ -329,7 +329,7 @@ def save_run_bundle(P: Mapping[str, Any], store: Any = None) -> Path:
     """
     import keras
 
-    from sefin_utils import bundle, ser
+    from sefin_utils import inference, ser
     from sefin_utils.constants import class_names
 
     results = load_results(P)
@@ -375,7 +375,7 @@ def save_run_bundle(P: Mapping[str, Any], store: Any = None) -> Path:
         "run_params": model_params(P),
     }
     classes = class_names("class" if calm == "class" else "neutral")
-    return bundle.save_bundle(
+    return inference.save_bundle(
         Path(P["run_dir"]) / "model", classifier=model, kind=kind, classes=classes, preprocess=preprocess, card=card
     )
 

@@ -19,15 +19,8 @@ import soundfile as sf
 
 from sefin_utils import audio
 from sefin_utils.constants import SR, class_names
-from sefin_utils.inference import (
-    GENERATED_WARNING,
-    EmotionClassifier,
-    format_table,
-    main,
-    predict_paths,
-    save_bundle,
-    write_csv,
-)
+from sefin_utils.inference import GENERATED_WARNING, EmotionClassifier, save_bundle
+from sefin_utils.predict import format_table, main, predict_paths, write_csv
 
 keras = pytest.importorskip("keras")
 from test_predict import speechlike, tiny_summary_model  # noqa: E402
@@ -182,8 +175,8 @@ def test_latin1_names_print_under_any_locale(tmp_path: Path, locale: str) -> Non
     """The output functions under each locale in a fresh interpreter (stdout set up by the locale)."""
     path = os.fsdecode(os.fsencode(tmp_path) + b"/r\xe9union.wav")
     code = (
-        "import sys; from sefin_utils import audio; from sefin_utils.inference import Prediction, format_table, "
-        "write_csv, write_json; audio.safe_output(sys.stdout); "
+        "import sys; from sefin_utils import audio; from sefin_utils.inference import Prediction; "
+        "from sefin_utils.predict import format_table, write_csv, write_json; audio.safe_output(sys.stdout); "
         "p = Prediction(sys.argv[1], 'happy', {'happy': 1.0}, notes=('caf\\u00e9 note',)); "
         "print(format_table([p], ['happy'])); write_csv([p], sys.stdout, ['happy']); write_json([p], sys.stdout)"
     )
@@ -218,12 +211,13 @@ def test_generated_bundle_warns_in_every_output(tmp_path: Path, bundles: dict[st
 
 
 # ---------------------------------------------------------------------------------------------- the room's rule
-def test_inference_imports_no_training_code_at_module_level(tmp_path: Path) -> None:
+@pytest.mark.parametrize("module", ["inference", "predict"])
+def test_inference_imports_no_training_code_at_module_level(tmp_path: Path, module: str) -> None:
     import ast
+    import importlib
 
-    import sefin_utils.inference as inference
-
-    tree = ast.parse(Path(inference.__file__).read_text())
+    mod = importlib.import_module(f"sefin_utils.{module}")
+    tree = ast.parse(Path(mod.__file__).read_text())
     imported: set[str] = set()
     for node in tree.body:  # module level only: lazy imports inside functions are allowed for custom layers
         if isinstance(node, ast.Import):
@@ -232,5 +226,10 @@ def test_inference_imports_no_training_code_at_module_level(tmp_path: Path) -> N
             imported |= {f"{node.module}.{a.name}" for a in node.names} | {str(node.module)}
     training = {"fins", "ser", "classifiers", "training", "experiments", "cache", "runner", "runs", "keras"}
     assert not {m for m in imported if set(m.split(".")) & training}, imported
+    # and at run time: importing the module (in a fresh interpreter) loads no training module either
+    code = f"import sys, sefin_utils.{module}; print(sorted(m for m in sys.modules if m.startswith('sefin_utils')))"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    loaded = {m.rsplit(".", 1)[-1] for m in eval(res.stdout)}  # noqa: S307 - our own printed list
+    assert not loaded & training, loaded
     bundle = save_bundle(tmp_path / "model", classifier=tiny_summary_model(), kind="summary", classes=CLASSES)
     assert json.loads((bundle / "preprocess.json").read_text())["layer_modules"] == []  # plain Keras layers only

@@ -14,19 +14,15 @@ import soxr
 from sefin_utils import audio, features
 from sefin_utils.constants import CLIP_SAMPLES, OFFSET_S, SR, class_names
 from sefin_utils.inference import (
-    CSV_TAIL,
     BundleError,
     EmotionClassifier,
     Prediction,
     WindowPrediction,
-    collect_audio_files,
-    find_latest_bundle,
     load_bundle,
-    main,
-    predict_paths,
     save_bundle,
     window_starts,
 )
+from sefin_utils.predict import CSV_TAIL, collect_audio_files, find_latest_bundle, main, predict_paths
 
 keras = pytest.importorskip("keras")
 
@@ -341,7 +337,7 @@ def test_json_csv_and_table_formats(tmp_path: Path, bundle_dir: Path, capsys: py
 
 def test_no_bundle_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture) -> None:
-    import sefin_utils.inference as predict_module
+    import sefin_utils.predict as predict_module
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEFIN_RUNS", raising=False)
@@ -361,7 +357,7 @@ def test_default_bundle_is_the_newest_run(tmp_path: Path, monkeypatch: pytest.Mo
                     card={"created": created})
     (runs / "broken" / "model").mkdir(parents=True)  # no card: an interrupted run is not a candidate
     assert find_latest_bundle(runs) == runs / "new" / "model"
-    import sefin_utils.inference as predict_module
+    import sefin_utils.predict as predict_module
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEFIN_RUNS", raising=False)

@@ -87,23 +87,27 @@ display(report.start_page(RUN))
 
 # %%
 found = corpora.discover(root, esd_speakers=runs.esd_speakers(P), calm=P["calm"])
-manifest, skipped = found.manifest, found.skipped
+manifest, skipped = found.manifest, found.all_skipped()  # unusable audio files and the files that are not audio
 runs.write_table(manifest, RUN / "manifest.csv")
 runs.write_table(skipped, RUN / "skipped.csv")
-display(Markdown(f"{len(manifest)} recordings found under `{root}`, {len(skipped)} file(s) skipped. "
-                 "The first rows of the manifest:"))
+display(Markdown(f"{len(manifest)} recordings found under `{root}`, {len(skipped)} file(s) skipped "
+                 f"({len(found.skipped)} audio, {len(found.other)} not audio). The first rows of the manifest:"))
 tables.people(manifest.head(), columns=["recording_id", "corpus", "speaker", "gender", "emotion", "source_label",
                                         "sample_rate", "channels", "duration"])
 
 # %% [markdown]
 # ## Skipped files
-# Every file under the data root that is not in the manifest, with the reason (grouped; the full list is
-# `skipped.csv` in the run folder and `skipped.html` in the report).
+# Every file under the data root that is not in the manifest (unusable audio and files that are not audio), grouped
+# by kind of reason: how many files, and one example with its full reason (the full list is `skipped.csv` in the run
+# folder and `skipped.html` in the report).
 
 # %%
 if len(skipped):
-    display(tables.people(skipped.groupby("reason").size().rename("files").reset_index()))
-    display(tables.people(skipped.head(20)))
+    by_kind = skipped.groupby("kind", sort=True).agg(files=("path", "size"), example=("path", "first"),
+                                                      reason=("reason", "first")).reset_index()
+    by_kind["example"] = by_kind["example"].map(lambda p: audio.display_path(Path(str(p)).name))
+    display(tables.people(by_kind, columns=["kind", "files", "example", "reason"],
+                          caption="Skipped files by kind (one example each)"))
 else:
     display(Markdown("No file skipped."))
 

@@ -29,7 +29,7 @@ def plot_probabilities(
     Parameters
     ----------
     predictions : sequence of Prediction
-        From :func:`sefin_utils.inference.predict_paths` or ``EmotionClassifier.classify_file``; failed ones are
+        From :func:`sefin_utils.predict.predict_paths` or ``EmotionClassifier.classify_file``; failed ones are
         shown as their error message, skipped files as their reason; a warning (bundle trained on generated data) goes
         into the title.
     path : str or Path, optional

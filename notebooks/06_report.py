@@ -65,8 +65,8 @@ import pandas as pd
 from IPython.display import display
 
 from sefin_utils import predict, report, runs, tables
-from sefin_utils.inference import EmotionClassifier
 from sefin_utils.constants import class_names
+from sefin_utils.inference import EmotionClassifier
 from sefin_utils.plots import predict as predict_plots
 
 P = runs.stage_params(profile, params)

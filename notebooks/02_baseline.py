@@ -69,7 +69,7 @@ console.quiet_kernel()  # first: progress bars and library warnings go to the te
 
 from IPython.display import display
 
-from sefin_utils import report, runs, ser, tables
+from sefin_utils import experiments, report, runs, tables
 from sefin_utils.constants import class_names
 
 P = runs.stage_params(profile, params)
@@ -94,7 +94,7 @@ tables.crosstab(store.index.pivot_table(index="split", columns="augmentation", v
 
 # %%
 baseline_params = runs.ser_params(P, variants=["baseline"], ablation=False)  # the ablation belongs to stage 5
-results = ser.run_experiments(store, None, RUN / "baseline", params=baseline_params)
+results = experiments.run_experiments(store, None, RUN / "baseline", params=baseline_params)
 tables.people(tables.seed_summary(results, ["val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar",
                                             "ood_accuracy", "s_per_epoch"]),
               caption="mean ± sd over seeds where a model has two or more; ESD: out of domain")

@@ -52,7 +52,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from . import features as _features  # noqa: E402
-from . import study as _study  # noqa: E402
 from .constants import FRAME_LENGTH, SR  # noqa: E402
 from .io import read_json, write_json  # noqa: E402
 from .layers import (  # noqa: E402
@@ -78,10 +77,6 @@ ARCHS: tuple[str, ...] = ("fast", "study", "learnt")
 and ``learnt`` (every weight from a random start: ``sefin_utils.learnt``; trained ones ship in :data:`LEARNT_DIR`)."""
 LEARNT_DIR: Path = Path(__file__).resolve().parents[1] / "models" / "fins"
 """The shipped learnt FINs (``<feature>.keras`` + card), trained by imitation on the full corpora (issue 13)."""
-
-# Thin aliases for callers not yet reading the registry (runs.reuse_fins); to go once they read features/study.
-FIN_NAMES: tuple[str, ...] = _features.FEATURE_NAMES
-STUDY_R2 = _study.FIN_R2
 
 N_MELS: int = 128
 N_MFCC: int = 20

@@ -319,7 +319,7 @@ def save_bundle(
         The bundle folder; an existing bundle there is replaced only once the new one is complete.
     classifier : keras.Model
         Softmax output of ``len(classes)`` units; ``summary`` kind takes (n, 162), ``end_to_end`` takes the dict of
-        ``ser.inputs_from_clips``.
+        ``classifiers.inputs_from_clips``.
     kind : {"summary", "end_to_end"}
     classes : sequence of str
         Class names in the model's output order (``constants.class_names(calm)``).

@@ -260,7 +260,7 @@ AUGMENTATIONS: tuple[str, ...] = ("noise", "stretch_pitch")
 CLIP_AUGMENTATIONS: tuple[str, ...] = ("orig", *AUGMENTATIONS)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 HEADS: tuple[str, ...] = ("kaggle", "study")
-"""Classifier heads (``sefin_utils.ser.HEADS``)."""
+"""Classifier heads (``sefin_utils.classifiers.HEADS``)."""
 E2E_VARIANTS: tuple[str, ...] = ("frozen", "finetuned", "random")
 PROTOCOLS: tuple[str, ...] = ("speaker", "study")
 """Split protocols (``sefin_utils.splits.PROTOCOLS``)."""

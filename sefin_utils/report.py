@@ -65,7 +65,7 @@ HEADLINE_METRICS: dict[str, str] = {
     "ood_macro_f1": "ESD macro-F1",
     "val_macro_f1": "val macro-F1",
 }
-"""Result columns (``ser.run_experiments``) the headline shows, with their labels."""
+"""Result columns (``experiments.run_experiments``) the headline shows, with their labels."""
 
 FIGURE_CAPTIONS: dict[str, str] = {
     "01_counts.png": "Recordings per emotion, stacked by corpus: look for classes that only some corpora have "
@@ -215,7 +215,7 @@ def headline(results: pd.DataFrame) -> pd.DataFrame:
     """
     need = {"variant", *HEADLINE_METRICS}
     if missing := need - set(results.columns):
-        raise ValueError(f"results lack columns {sorted(missing)} (expected ser.run_experiments' table)")
+        raise ValueError(f"results lack columns {sorted(missing)} (expected experiments.run_experiments' table)")
     df = results.copy()
     if "protocol" not in df.columns:
         df["protocol"] = "?"
@@ -345,7 +345,7 @@ def _n_seeds(results: pd.DataFrame) -> int:
 def predicted_shares(run_dir: Path, variants: Sequence[str], *, dirs: Sequence[str] = ("ser", "baseline")) -> dict:
     """For each model, the class it predicts most often on the test split and how often: ``{variant: (class,
     count, n)}``, read from the confusion matrix of its first seed's metrics JSON (``<dir>/metrics/<variant>__seed*
-    .json``, written by ``ser.run_experiments``). Models without such a file are left out."""
+    .json``, written by ``experiments.run_experiments``). Models without such a file are left out."""
     out = {}
     for v in variants:
         for d in dirs:

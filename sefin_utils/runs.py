@@ -152,7 +152,7 @@ def open_store(P: Mapping[str, Any], splits_df: Any = None, *, progress: bool = 
 
 
 def ser_params(P: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """The params :func:`sefin_utils.ser.run_experiments` reads, from a resolved profile (``extra`` wins).
+    """The params :func:`sefin_utils.experiments.run_experiments` reads, from a resolved profile (``extra`` wins).
 
     The profile's ``ser_*`` keys meet ``run_experiments``' shorter names here (``ser_epochs`` -> ``epochs``): the
     one place where a key changes its name, until ``run_experiments`` takes the profile's names.
@@ -257,14 +257,14 @@ def reuse_fins(store: Any, source: str | os.PathLike, fins_dir: Path) -> Any:
     import numpy as np
     import pandas as pd
 
-    from sefin_utils import experiments, fins
+    from sefin_utils import experiments, features, fins, study
 
     if str(source) == "learnt":  # the shipped learnt FINs (models/fins): "FINs pre-trained by imitation"
         source = fins.LEARNT_DIR
     source, fins_dir = Path(os.path.expanduser(str(source))), Path(fins_dir)
-    found = [n for n in fins.FIN_NAMES if (source / f"{n}.keras").is_file()]
+    found = [n for n in features.FEATURE_NAMES if (source / f"{n}.keras").is_file()]
     if not found:
-        raise FileNotFoundError(f"fins_from {source}: no <feature>.keras files ({', '.join(fins.FIN_NAMES)})")
+        raise FileNotFoundError(f"fins_from {source}: no <feature>.keras files ({', '.join(features.FEATURE_NAMES)})")
     fins_dir.mkdir(parents=True, exist_ok=True)
     rows = {
         "test": store.select(split="test", augmentation="orig"),
@@ -288,13 +288,13 @@ def reuse_fins(store: Any, source: str | os.PathLike, fins_dir: Path) -> Any:
             if len(r):
                 pred, true = experiments.predict_store(model, store, r, name)
                 row.update({f"{k}_{split}": v for k, v in experiments.evaluate_fin(true, pred, name).items()})
-        row.update({f"study_{k}": v for k, v in fins.STUDY_R2[name].items()})
+        row.update({f"study_{k}": v for k, v in study.FIN_R2[name].items()})
         table.append(row)
     return pd.DataFrame(table)
 
 
 RESULT_DIRS: tuple[str, ...] = ("baseline", "ser")
-"""Run-folder subfolders holding ``ser.run_experiments`` outputs (stage 02 and stage 05)."""
+"""Run-folder subfolders holding ``experiments.run_experiments`` outputs (stage 02 and stage 05)."""
 
 
 def load_results(P: Mapping[str, Any], *, dirs: Sequence[str] = RESULT_DIRS) -> Any:
@@ -329,7 +329,8 @@ def save_run_bundle(P: Mapping[str, Any], store: Any = None) -> Path:
     """
     import keras
 
-    from sefin_utils import inference, ser
+    from sefin_utils import classifiers, inference
+    from sefin_utils import results as result_tables
     from sefin_utils.constants import class_names
 
     results = load_results(P)
@@ -339,7 +340,7 @@ def save_run_bundle(P: Mapping[str, Any], store: Any = None) -> Path:
     saved = [(run / d / "models" / f"{v}.keras").is_file() for d, v in zip(pool["dir"], pool["variant"], strict=True)]
     if any(saved):
         pool = pool[saved]
-    variant = ser.best_model(pool)
+    variant = result_tables.best_model(pool)
     rows = pool[pool["variant"] == variant]
     where = str(rows["dir"].iloc[0])
     model_path = Path(P["run_dir"]) / where / "models" / f"{variant}.keras"
@@ -352,7 +353,7 @@ def save_run_bundle(P: Mapping[str, Any], store: Any = None) -> Path:
     preprocess: dict[str, Any] = {"offset": float(P["offset"]), "duration": float(P["duration"]), "calm": calm}
     if kind == "end_to_end":
         code = str(rows["sources"].iloc[0])
-        preprocess["sources"] = ser.sources_from_code(code) if code and code != "summary" else dict(ser.ALL_FIN)
+        preprocess["sources"] = classifiers.sources_from_code(code) if code and code != "summary" else dict(classifiers.ALL_FIN)
     metric_cols = [c for c in rows.columns if c.startswith(("val_", "test_", "ood_"))]
     card = {
         "variant": variant,
@@ -435,19 +436,19 @@ def fin_figures(
 
 
 def ser_figures(ser_dir: Path, fig_dir: Path, *, prefix: str) -> list[Path]:
-    """A classifier stage's figures from ``ser.run_experiments`` outputs: test macro-F1 per model beside the study,
-    per-class F1, and per model the test confusion matrix and training curves of its best seed (by validation);
+    """A classifier stage's figures from ``experiments.run_experiments`` outputs: test macro-F1 per model beside the
+    study, per-class F1, and per model the test confusion matrix and training curves of its best seed (by validation);
     the ablation's marginal effects when it ran. Returns the PNG paths (figures stay open for the notebook)."""
     import pandas as pd
 
-    from sefin_utils import ser
+    from sefin_utils import results as result_tables
     from sefin_utils.plots import ser as ser_plots
 
     ser_dir, fig_dir = Path(ser_dir), Path(fig_dir)
     results = pd.read_csv(ser_dir / "results.csv")
     main = results[results["kind"] != "ablation"]
     out = [fig_dir / f"{prefix}_headline.png"]
-    ser_plots.headline(ser.summary_table(results), path=out[0])
+    ser_plots.headline(result_tables.summary_table(results), path=out[0])
     test_reports = {}
     for variant, g in main.groupby("variant", sort=False):
         best = g.sort_values(["val_macro_f1", "val_accuracy"], ascending=False).iloc[0]

@@ -403,7 +403,7 @@ def test_cli_dispatch(tmp_path: Path, bundle_dir: Path, capsys: pytest.CaptureFi
 
 # ------------------------------------------------------------------------------------------------------ real models
 def test_ser_baseline_bundle(tmp_path: Path) -> None:
-    ser = pytest.importorskip("sefin_utils.ser")
+    ser = pytest.importorskip("sefin_utils.classifiers")
     model = ser.build_baseline("kaggle", len(CLASSES), norm_mean=np.zeros(162), norm_var=np.ones(162), seed=1)
     out = save_bundle(tmp_path / "model", classifier=model, kind="summary", classes=CLASSES)
     assert load_bundle(out).preprocess["standardisation"]["layers"] == ["standardize"]
@@ -418,7 +418,7 @@ def test_ser_baseline_bundle(tmp_path: Path) -> None:
 
 
 def test_end_to_end_bundle(tmp_path: Path) -> None:
-    ser = pytest.importorskip("sefin_utils.ser")
+    ser = pytest.importorskip("sefin_utils.classifiers")
     def tiny_fin(name: str, dim: int) -> keras.Model:  # functional, like fins.build_fin
         inp = keras.Input((2048,), name="frame")
         return keras.Model(inp, keras.layers.Dense(dim, name=f"{name}_out")(inp), name=f"{name}_fin")
@@ -458,7 +458,7 @@ def test_predict_inputs_equal_the_training_cache(tmp_path: Path, clf: EmotionCla
     """The study rule reproduces the cache's clip, mask, summary vector and end-to-end inputs exactly; the default
     rule does too for files at least offset + window long (its first window)."""
     cache = pytest.importorskip("sefin_utils.cache")
-    ser = pytest.importorskip("sefin_utils.ser")
+    ser = pytest.importorskip("sefin_utils.classifiers")
     y_long = speechlike(4.0, seed=30)
     y48 = soxr.resample(y_long, SR, 48_000, quality="HQ").astype(np.float32)
     files = {

@@ -53,12 +53,17 @@ if importlib.util.find_spec("sefin_utils") is None:
         _repo = Path("sefin-src").resolve()
         subprocess.run(["git", "clone", "--depth", "1", os.environ["SEFIN_GIT"], str(_repo)], check=True)
     if _repo is None:
-        raise ModuleNotFoundError("sefin_utils not found: run from a sefin checkout, attach the repository as a "
-                                  "Kaggle dataset, or set SEFIN_GIT to its git URL")
+        raise ModuleNotFoundError(
+            "sefin_utils not found: run from a sefin checkout, attach the repository as a "
+            "Kaggle dataset, or set SEFIN_GIT to its git URL"
+        )
     sys.path.insert(0, str(_repo))
     if any(importlib.util.find_spec(m) is None for m in ("librosa", "keras", "papermill", "soundfile", "soxr")):
-        _reqs = [r for r in (_repo / "requirements.txt").read_text().splitlines()
-                 if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")]
+        _reqs = [
+            r
+            for r in (_repo / "requirements.txt").read_text().splitlines()
+            if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")
+        ]
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
@@ -90,10 +95,26 @@ found = corpora.discover(root, esd_speakers=runs.esd_speakers(P), calm=P["calm"]
 manifest, skipped = found.manifest, found.all_skipped()  # unusable audio files and the files that are not audio
 runs.write_table(manifest, RUN / "manifest.csv")
 runs.write_table(skipped, RUN / "skipped.csv")
-display(Markdown(f"{len(manifest)} recordings found under `{root}`, {len(skipped)} file(s) skipped "
-                 f"({len(found.skipped)} audio, {len(found.other)} not audio). The first rows of the manifest:"))
-tables.people(manifest.head(), columns=["recording_id", "corpus", "speaker", "gender", "emotion", "source_label",
-                                        "sample_rate", "channels", "duration"])
+display(
+    Markdown(
+        f"{len(manifest)} recordings found under `{root}`, {len(skipped)} file(s) skipped "
+        f"({len(found.skipped)} audio, {len(found.other)} not audio). The first rows of the manifest:"
+    )
+)
+tables.people(
+    manifest.head(),
+    columns=[
+        "recording_id",
+        "corpus",
+        "speaker",
+        "gender",
+        "emotion",
+        "source_label",
+        "sample_rate",
+        "channels",
+        "duration",
+    ],
+)
 
 # %% [markdown]
 # ## Skipped files
@@ -103,11 +124,17 @@ tables.people(manifest.head(), columns=["recording_id", "corpus", "speaker", "ge
 
 # %%
 if len(skipped):
-    by_kind = skipped.groupby("kind", sort=True).agg(files=("path", "size"), example=("path", "first"),
-                                                      reason=("reason", "first")).reset_index()
+    by_kind = (
+        skipped.groupby("kind", sort=True)
+        .agg(files=("path", "size"), example=("path", "first"), reason=("reason", "first"))
+        .reset_index()
+    )
     by_kind["example"] = by_kind["example"].map(lambda p: audio.display_path(Path(str(p)).name))
-    display(tables.people(by_kind, columns=["kind", "files", "example", "reason"],
-                          caption="Skipped files by kind (one example each)"))
+    display(
+        tables.people(
+            by_kind, columns=["kind", "files", "example", "reason"], caption="Skipped files by kind (one example each)"
+        )
+    )
 else:
     display(Markdown("No file skipped."))
 
@@ -117,8 +144,9 @@ else:
 # surprise only in RAVDESS, TESS and SAVEE (and ESD, which is out of domain).
 
 # %%
-plots.plot_counts(manifest, path=FIG / "01_counts.png", title=f"{len(manifest)} recordings per emotion and corpus "
-                                                            f"({DATA})")
+plots.plot_counts(
+    manifest, path=FIG / "01_counts.png", title=f"{len(manifest)} recordings per emotion and corpus ({DATA})"
+)
 tables.crosstab(pd.crosstab(manifest["corpus"], manifest["emotion"], margins=True, margins_name="total"))
 
 # %% [markdown]

@@ -54,12 +54,17 @@ if importlib.util.find_spec("sefin_utils") is None:
         _repo = Path("sefin-src").resolve()
         subprocess.run(["git", "clone", "--depth", "1", os.environ["SEFIN_GIT"], str(_repo)], check=True)
     if _repo is None:
-        raise ModuleNotFoundError("sefin_utils not found: run from a sefin checkout, attach the repository as a "
-                                  "Kaggle dataset, or set SEFIN_GIT to its git URL")
+        raise ModuleNotFoundError(
+            "sefin_utils not found: run from a sefin checkout, attach the repository as a "
+            "Kaggle dataset, or set SEFIN_GIT to its git URL"
+        )
     sys.path.insert(0, str(_repo))
     if any(importlib.util.find_spec(m) is None for m in ("librosa", "keras", "papermill", "soundfile", "soxr")):
-        _reqs = [r for r in (_repo / "requirements.txt").read_text().splitlines()
-                 if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")]
+        _reqs = [
+            r
+            for r in (_repo / "requirements.txt").read_text().splitlines()
+            if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")
+        ]
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
@@ -84,8 +89,10 @@ display(report.start_page(RUN))
 
 # %%
 store = runs.open_store(P)
-tables.crosstab(store.index.pivot_table(index="split", columns="augmentation", values="clip_id", aggfunc="count",
-                                        fill_value=0), caption="clips per split: originals and augmented copies")
+tables.crosstab(
+    store.index.pivot_table(index="split", columns="augmentation", values="clip_id", aggfunc="count", fill_value=0),
+    caption="clips per split: originals and augmented copies",
+)
 
 # %% [markdown]
 # ## Train the baseline
@@ -95,9 +102,12 @@ tables.crosstab(store.index.pivot_table(index="split", columns="augmentation", v
 # %%
 baseline_params = runs.ser_params(P, variants=["baseline"], ablation=False)  # the ablation belongs to stage 5
 results = experiments.run_experiments(store, None, RUN / "baseline", params=baseline_params)
-tables.people(tables.seed_summary(results, ["val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar",
-                                            "ood_accuracy", "s_per_epoch"]),
-              caption="mean ± sd over seeds where a model has two or more; ESD: out of domain")
+tables.people(
+    tables.seed_summary(
+        results, ["val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar", "ood_accuracy", "s_per_epoch"]
+    ),
+    caption="mean ± sd over seeds where a model has two or more; ESD: out of domain",
+)
 
 # %% [markdown]
 # ## Where it errs

@@ -50,12 +50,17 @@ if importlib.util.find_spec("sefin_utils") is None:
         _repo = Path("sefin-src").resolve()
         subprocess.run(["git", "clone", "--depth", "1", os.environ["SEFIN_GIT"], str(_repo)], check=True)
     if _repo is None:
-        raise ModuleNotFoundError("sefin_utils not found: run from a sefin checkout, attach the repository as a "
-                                  "Kaggle dataset, or set SEFIN_GIT to its git URL")
+        raise ModuleNotFoundError(
+            "sefin_utils not found: run from a sefin checkout, attach the repository as a "
+            "Kaggle dataset, or set SEFIN_GIT to its git URL"
+        )
     sys.path.insert(0, str(_repo))
     if any(importlib.util.find_spec(m) is None for m in ("librosa", "keras", "papermill", "soundfile", "soxr")):
-        _reqs = [r for r in (_repo / "requirements.txt").read_text().splitlines()
-                 if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")]
+        _reqs = [
+            r
+            for r in (_repo / "requirements.txt").read_text().splitlines()
+            if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")
+        ]
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
@@ -89,12 +94,25 @@ index = store.index
 # %%
 i = int(store.select(split="train", augmentation="orig")[0])
 frames = features.frame(np.asarray(store.clips[i]), tail_frames=bool(P["tail_frames"]))
-display(Markdown(f"Clip `{index['clip_id'].iloc[i]}`: {frames.shape[0]} frames of {frames.shape[1]} samples, "
-                 f"{int(store.mask[i].sum())} of them overlap real audio."))
-display(tables.people(pd.DataFrame([{"feature": f.name, "dimensions": f.dim, "what it is": f.description}
-                                    for f in features.FEATURES.values()])))
-_ = plots.plot_frame_labels({n: store.labels[n][i] for n in store.labels}, mask=np.asarray(store.mask[i]),
-                            path=FIG / "03_frame_labels.png", title=f"{index['clip_id'].iloc[i]} ({DATA})")
+display(
+    Markdown(
+        f"Clip `{index['clip_id'].iloc[i]}`: {frames.shape[0]} frames of {frames.shape[1]} samples, "
+        f"{int(store.mask[i].sum())} of them overlap real audio."
+    )
+)
+display(
+    tables.people(
+        pd.DataFrame(
+            [{"feature": f.name, "dimensions": f.dim, "what it is": f.description} for f in features.FEATURES.values()]
+        )
+    )
+)
+_ = plots.plot_frame_labels(
+    {n: store.labels[n][i] for n in store.labels},
+    mask=np.asarray(store.mask[i]),
+    path=FIG / "03_frame_labels.png",
+    title=f"{index['clip_id'].iloc[i]} ({DATA})",
+)
 
 # %% [markdown]
 # ## Augmented copies
@@ -119,8 +137,12 @@ rng = np.random.default_rng(int(P["seed"]))
 check_rows = np.sort(rng.choice(len(store), size=min(6, len(store)), replace=False))
 errors = runs.label_spot_check(store, check_rows)
 if P["tuning"] != "per_frame":
-    display(Markdown(f"tuning = {P['tuning']}: Chroma is fixed-tuning by choice, so it differs from the per-frame "
-                     "loop by design."))
+    display(
+        Markdown(
+            f"tuning = {P['tuning']}: Chroma is fixed-tuning by choice, so it differs from the per-frame "
+            "loop by design."
+        )
+    )
 runs.write_table(errors, RUN / "frames_labels" / "exactness.csv")
 worst = errors.groupby("feature", sort=False)[["max_abs_error", "rel_error"]].max()
 plots.plot_label_errors(errors, path=FIG / "03_label_errors.png", title=f"labels against the loop ({DATA})")

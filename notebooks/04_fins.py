@@ -54,12 +54,17 @@ if importlib.util.find_spec("sefin_utils") is None:
         _repo = Path("sefin-src").resolve()
         subprocess.run(["git", "clone", "--depth", "1", os.environ["SEFIN_GIT"], str(_repo)], check=True)
     if _repo is None:
-        raise ModuleNotFoundError("sefin_utils not found: run from a sefin checkout, attach the repository as a "
-                                  "Kaggle dataset, or set SEFIN_GIT to its git URL")
+        raise ModuleNotFoundError(
+            "sefin_utils not found: run from a sefin checkout, attach the repository as a "
+            "Kaggle dataset, or set SEFIN_GIT to its git URL"
+        )
     sys.path.insert(0, str(_repo))
     if any(importlib.util.find_spec(m) is None for m in ("librosa", "keras", "papermill", "soundfile", "soxr")):
-        _reqs = [r for r in (_repo / "requirements.txt").read_text().splitlines()
-                 if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")]
+        _reqs = [
+            r
+            for r in (_repo / "requirements.txt").read_text().splitlines()
+            if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")
+        ]
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
@@ -97,10 +102,26 @@ _ = runs.write_table(table, RUN / "fins" / "r2.csv")
 # `macs` are multiply-adds per frame.
 
 # %%
-R2_COLUMNS = ["feature", "params", "macs", "epochs", "r2_test", "study_r2_test", "r2_ood", "study_r2_ood", "r2_vw_test",
-              "study_r2_vw_test", "r2_vw_ood", "study_r2_vw_ood", "r2_db_test"]
-tables.people(table, columns=R2_COLUMNS,
-              caption="R² on test frames (training corpora) and ESD frames (out of domain), ours beside the study's")
+R2_COLUMNS = [
+    "feature",
+    "params",
+    "macs",
+    "epochs",
+    "r2_test",
+    "study_r2_test",
+    "r2_ood",
+    "study_r2_ood",
+    "r2_vw_test",
+    "study_r2_vw_test",
+    "r2_vw_ood",
+    "study_r2_vw_ood",
+    "r2_db_test",
+]
+tables.people(
+    table,
+    columns=R2_COLUMNS,
+    caption="R² on test frames (training corpora) and ESD frames (out of domain), ours beside the study's",
+)
 
 # %% [markdown]
 # ## Figures

@@ -51,12 +51,17 @@ if importlib.util.find_spec("sefin_utils") is None:
         _repo = Path("sefin-src").resolve()
         subprocess.run(["git", "clone", "--depth", "1", os.environ["SEFIN_GIT"], str(_repo)], check=True)
     if _repo is None:
-        raise ModuleNotFoundError("sefin_utils not found: run from a sefin checkout, attach the repository as a "
-                                  "Kaggle dataset, or set SEFIN_GIT to its git URL")
+        raise ModuleNotFoundError(
+            "sefin_utils not found: run from a sefin checkout, attach the repository as a "
+            "Kaggle dataset, or set SEFIN_GIT to its git URL"
+        )
     sys.path.insert(0, str(_repo))
     if any(importlib.util.find_spec(m) is None for m in ("librosa", "keras", "papermill", "soundfile", "soxr")):
-        _reqs = [r for r in (_repo / "requirements.txt").read_text().splitlines()
-                 if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")]
+        _reqs = [
+            r
+            for r in (_repo / "requirements.txt").read_text().splitlines()
+            if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")
+        ]
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
@@ -82,9 +87,14 @@ store = runs.open_store(P)
 
 # %%
 results = experiments.run_experiments(store, RUN / "fins", RUN / "ser", params=runs.ser_params(P))
-tables.people(tables.seed_summary(results, ["val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar",
-                                            "ood_accuracy", "s_per_epoch"], extra=["kind"]),
-              caption="mean ± sd over seeds where a model has two or more; ESD: out of domain")
+tables.people(
+    tables.seed_summary(
+        results,
+        ["val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar", "ood_accuracy", "s_per_epoch"],
+        extra=["kind"],
+    ),
+    caption="mean ± sd over seeds where a model has two or more; ESD: out of domain",
+)
 
 # %% [markdown]
 # ## Figures

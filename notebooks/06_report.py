@@ -46,12 +46,17 @@ if importlib.util.find_spec("sefin_utils") is None:
         _repo = Path("sefin-src").resolve()
         subprocess.run(["git", "clone", "--depth", "1", os.environ["SEFIN_GIT"], str(_repo)], check=True)
     if _repo is None:
-        raise ModuleNotFoundError("sefin_utils not found: run from a sefin checkout, attach the repository as a "
-                                  "Kaggle dataset, or set SEFIN_GIT to its git URL")
+        raise ModuleNotFoundError(
+            "sefin_utils not found: run from a sefin checkout, attach the repository as a "
+            "Kaggle dataset, or set SEFIN_GIT to its git URL"
+        )
     sys.path.insert(0, str(_repo))
     if any(importlib.util.find_spec(m) is None for m in ("librosa", "keras", "papermill", "soundfile", "soxr")):
-        _reqs = [r for r in (_repo / "requirements.txt").read_text().splitlines()
-                 if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")]
+        _reqs = [
+            r
+            for r in (_repo / "requirements.txt").read_text().splitlines()
+            if r.strip() and not r.startswith("#") and not r.lower().startswith("tensorflow")
+        ]
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *_reqs], check=True)
 
 # %%
@@ -91,8 +96,21 @@ report.headline_table(headline)
 
 # %%
 fin_table = pd.read_csv(RUN / "fins" / "r2.csv")
-tables.people(fin_table, columns=["feature", "params", "r2_test", "study_r2_test", "r2_ood", "study_r2_ood",
-                                  "r2_vw_test", "study_r2_vw_test", "r2_vw_ood", "study_r2_vw_ood"])
+tables.people(
+    fin_table,
+    columns=[
+        "feature",
+        "params",
+        "r2_test",
+        "study_r2_test",
+        "r2_ood",
+        "study_r2_ood",
+        "r2_vw_test",
+        "study_r2_vw_test",
+        "r2_vw_ood",
+        "study_r2_vw_ood",
+    ],
+)
 
 # %% [markdown]
 # ## Classify recordings with the run's bundle
@@ -102,14 +120,21 @@ tables.people(fin_table, columns=["feature", "params", "r2_test", "study_r2_test
 # %%
 clf = EmotionClassifier.from_run(RUN)
 test = pd.read_csv(RUN / "splits.csv")
-test = test[test["split"] == "test"].sample(n=min(int(P["predict_examples"]), int((test["split"] == "test").sum())),
-                                              random_state=int(P["seed"]))
+test = test[test["split"] == "test"].sample(
+    n=min(int(P["predict_examples"]), int((test["split"] == "test").sum())), random_state=int(P["seed"])
+)
 predictions = predict.predict_paths(test["path"].tolist(), clf, progress=False)
 predict_plots.plot_probabilities(predictions, path=FIG / "06_predict.png", classes=clf.classes)
-tables.people(pd.DataFrame({"file": [Path(p).name for p in test["path"]], "true": test["emotion"].tolist(),
-                            "predicted": [p.emotion for p in predictions],
-                            "top probability": [max(p.probabilities.values(), default=float("nan"))
-                                                for p in predictions]}))
+tables.people(
+    pd.DataFrame(
+        {
+            "file": [Path(p).name for p in test["path"]],
+            "true": test["emotion"].tolist(),
+            "predicted": [p.emotion for p in predictions],
+            "top probability": [max(p.probabilities.values(), default=float("nan")) for p in predictions],
+        }
+    )
+)
 
 # %% [markdown]
 # ## Main figures of the report index
@@ -121,8 +146,10 @@ variant = json.loads((RUN / "model" / "card.json").read_text())["variant"]
 main = runs.main_figures(FIG, variant=variant)
 report.set_main_figures(RUN, main)
 index = report.build_index(RUN, Path(P["report_dir"]))
-report.figure_grid([FIG / n for n in main if not n.startswith("06_")],  # this page's own figures are shown above
-                   generated=report.is_generated_run(RUN))
+report.figure_grid(
+    [FIG / n for n in main if not n.startswith("06_")],  # this page's own figures are shown above
+    generated=report.is_generated_run(RUN),
+)
 
 # %% [markdown]
 # ## What the numbers say

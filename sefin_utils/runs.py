@@ -353,7 +353,9 @@ def save_run_bundle(P: Mapping[str, Any], store: Any = None) -> Path:
     preprocess: dict[str, Any] = {"offset": float(P["offset"]), "duration": float(P["duration"]), "calm": calm}
     if kind == "end_to_end":
         code = str(rows["sources"].iloc[0])
-        preprocess["sources"] = classifiers.sources_from_code(code) if code and code != "summary" else dict(classifiers.ALL_FIN)
+        preprocess["sources"] = (
+            classifiers.sources_from_code(code) if code and code != "summary" else dict(classifiers.ALL_FIN)
+        )
     metric_cols = [c for c in rows.columns if c.startswith(("val_", "test_", "ood_"))]
     card = {
         "variant": variant,

@@ -68,7 +68,15 @@ GENERATED_MARKER: str = "GENERATED.txt"
 MANIFEST_NAME: str = "demo_manifest.csv"
 """The ground-truth table written at the demo root."""
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "path", "corpus", "speaker", "gender", "emotion", "source_label", "sample_rate", "channels", "duration_s",
+    "path",
+    "corpus",
+    "speaker",
+    "gender",
+    "emotion",
+    "source_label",
+    "sample_rate",
+    "channels",
+    "duration_s",
 )
 """Columns of ``demo_manifest.csv``; ``path`` is relative to the root, with ``/`` separators."""
 GENERATOR_VERSION: int = 2
@@ -209,40 +217,127 @@ class DemoFile:
 
 
 _RAVDESS_CODES: dict[str, str] = {
-    "neutral": "01", "calm": "02", "happy": "03", "sad": "04",
-    "angry": "05", "fear": "06", "disgust": "07", "surprise": "08",
+    "neutral": "01",
+    "calm": "02",
+    "happy": "03",
+    "sad": "04",
+    "angry": "05",
+    "fear": "06",
+    "disgust": "07",
+    "surprise": "08",
 }
-_CREMA_CODES: dict[str, str] = {"angry": "ANG", "disgust": "DIS", "fear": "FEA", "happy": "HAP", "neutral": "NEU",
-                                "sad": "SAD"}
-_CREMA_SENTENCES: tuple[str, ...] = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "MTI", "TAI", "TIE", "TSI",
-                                     "WSI")
+_CREMA_CODES: dict[str, str] = {
+    "angry": "ANG",
+    "disgust": "DIS",
+    "fear": "FEA",
+    "happy": "HAP",
+    "neutral": "NEU",
+    "sad": "SAD",
+}
+_CREMA_SENTENCES: tuple[str, ...] = ("DFA", "IEO", "IOM", "ITH", "ITS", "IWL", "IWW", "MTI", "TAI", "TIE", "TSI", "WSI")
 _CREMA_LEVELS: dict[str, float] = {"LO": 0.6, "MD": 1.0, "HI": 1.4, "XX": 1.0}
 # Speakers of the real sample, with their sex from CREMA-D's VideoDemographics.csv.
 _CREMA_SPEAKERS: tuple[tuple[str, str], ...] = (
-    ("1004", "female"), ("1028", "female"), ("1047", "female"), ("1040", "male"), ("1044", "male"), ("1051", "male"),
+    ("1004", "female"),
+    ("1028", "female"),
+    ("1047", "female"),
+    ("1040", "male"),
+    ("1044", "male"),
+    ("1051", "male"),
 )
-_TESS_LABELS: dict[str, str] = {"angry": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy",
-                                "neutral": "neutral", "sad": "sad", "surprise": "ps"}
+_TESS_LABELS: dict[str, str] = {
+    "angry": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happy",
+    "neutral": "neutral",
+    "sad": "sad",
+    "surprise": "ps",
+}
 # The Kaggle copy's (irregular) folder names.
 _TESS_FOLDERS: dict[str, dict[str, str]] = {
-    "OAF": {"angry": "OAF_angry", "disgust": "OAF_disgust", "fear": "OAF_Fear", "happy": "OAF_happy",
-            "neutral": "OAF_neutral", "sad": "OAF_Sad", "surprise": "OAF_Pleasant_surprise"},
-    "YAF": {"angry": "YAF_angry", "disgust": "YAF_disgust", "fear": "YAF_fear", "happy": "YAF_happy",
-            "neutral": "YAF_neutral", "sad": "YAF_sad", "surprise": "YAF_pleasant_surprised"},
+    "OAF": {
+        "angry": "OAF_angry",
+        "disgust": "OAF_disgust",
+        "fear": "OAF_Fear",
+        "happy": "OAF_happy",
+        "neutral": "OAF_neutral",
+        "sad": "OAF_Sad",
+        "surprise": "OAF_Pleasant_surprise",
+    },
+    "YAF": {
+        "angry": "YAF_angry",
+        "disgust": "YAF_disgust",
+        "fear": "YAF_fear",
+        "happy": "YAF_happy",
+        "neutral": "YAF_neutral",
+        "sad": "YAF_sad",
+        "surprise": "YAF_pleasant_surprised",
+    },
 }
 _TESS_ROOT: str = "tess/TESS Toronto emotional speech set data"
 _TESS_WORDS: tuple[str, ...] = (
-    "back", "bar", "base", "bath", "bean", "beg", "bite", "boat", "bone", "book", "burn", "cab", "calm", "came",
-    "chain", "chair", "chalk", "chat", "check", "cheek", "dab", "date", "dead", "deep", "dime", "dip", "dog", "door",
-    "fall", "far", "fat", "five", "food", "gap", "gas", "get", "goal", "good", "goose", "half", "hall", "hate",
+    "back",
+    "bar",
+    "base",
+    "bath",
+    "bean",
+    "beg",
+    "bite",
+    "boat",
+    "bone",
+    "book",
+    "burn",
+    "cab",
+    "calm",
+    "came",
+    "chain",
+    "chair",
+    "chalk",
+    "chat",
+    "check",
+    "cheek",
+    "dab",
+    "date",
+    "dead",
+    "deep",
+    "dime",
+    "dip",
+    "dog",
+    "door",
+    "fall",
+    "far",
+    "fat",
+    "five",
+    "food",
+    "gap",
+    "gas",
+    "get",
+    "goal",
+    "good",
+    "goose",
+    "half",
+    "hall",
+    "hate",
 )
-_SAVEE_CODES: dict[str, str] = {"angry": "a", "disgust": "d", "fear": "f", "happy": "h", "neutral": "n", "sad": "sa",
-                                "surprise": "su"}
-_ESD_FOLDERS: dict[str, str] = {"neutral": "Neutral", "angry": "Angry", "happy": "Happy", "sad": "Sad",
-                                "surprise": "Surprise"}
+_SAVEE_CODES: dict[str, str] = {
+    "angry": "a",
+    "disgust": "d",
+    "fear": "f",
+    "happy": "h",
+    "neutral": "n",
+    "sad": "sa",
+    "surprise": "su",
+}
+_ESD_FOLDERS: dict[str, str] = {
+    "neutral": "Neutral",
+    "angry": "Angry",
+    "happy": "Happy",
+    "sad": "Sad",
+    "surprise": "Surprise",
+}
 _ESD_FIRST: dict[str, int] = {"neutral": 1, "angry": 351, "happy": 701, "sad": 1051, "surprise": 1401}
 _ESD_SPEAKERS: tuple[tuple[str, str], ...] = (("0011", "male"), ("0016", "female"))
-
 
 
 @dataclass(frozen=True)
@@ -280,8 +375,9 @@ def _duration(seed: int, path: str, corpus: str, sr: int) -> float:
     return n / sr
 
 
-def _file(seed: int, path: str, spk: Speaker, emotion: str, label: str, *, intensity: float = 1.0,
-          channels: int = 1) -> DemoFile:
+def _file(
+    seed: int, path: str, spk: Speaker, emotion: str, label: str, *, intensity: float = 1.0, channels: int = 1
+) -> DemoFile:
     audio = _CORPUS_AUDIO[spk.corpus]
     duration = _duration(seed, path, spk.corpus, audio.sr)
     return DemoFile(path, spk, emotion, label, audio.sr, channels, duration, audio.intensity * intensity)
@@ -383,8 +479,13 @@ def plan_demo_corpus(*, seed: int = 0, scale: float = 1.0) -> list[DemoFile]:
     """
     if not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
-    files = (_plan_ravdess(seed, scale) + _plan_crema(seed, scale) + _plan_tess(seed, scale)
-             + _plan_savee(seed, scale) + _plan_esd(seed, scale))
+    files = (
+        _plan_ravdess(seed, scale)
+        + _plan_crema(seed, scale)
+        + _plan_tess(seed, scale)
+        + _plan_savee(seed, scale)
+        + _plan_esd(seed, scale)
+    )
     return sorted(files, key=lambda f: f.path)
 
 
@@ -507,10 +608,13 @@ def render(file: DemoFile, *, seed: int = 0) -> np.ndarray:
     tc = np.arange(int(np.ceil(file.duration_s * _CONTROL_RATE)) + 2) / _CONTROL_RATE
     idx_c, _, local_c = locate(tc)
     pos = np.clip((tc - lead) / speech, 0.0, 1.0)
-    st = (pitch_st - 0.35 * range_st * pos
-          + range_st * accent[idx_c] * np.sin(np.pi * np.clip(local_c, 0.0, 1.0))
-          + p.rise_st * np.clip((pos - 0.67) / 0.33, 0.0, 1.0) ** 1.5
-          + p.tremor_st * np.sin(2.0 * np.pi * 6.0 * tc + rng.uniform(0, 2 * np.pi)))
+    st = (
+        pitch_st
+        - 0.35 * range_st * pos
+        + range_st * accent[idx_c] * np.sin(np.pi * np.clip(local_c, 0.0, 1.0))
+        + p.rise_st * np.clip((pos - 0.67) / 0.33, 0.0, 1.0) ** 1.5
+        + p.tremor_st * np.sin(2.0 * np.pi * 6.0 * tc + rng.uniform(0, 2 * np.pi))
+    )
     st = _smooth(st, 9)
     f0 = voice.f0 * np.exp2(np.interp(t, tc, st) / 12.0)
 
@@ -526,8 +630,11 @@ def render(file: DemoFile, *, seed: int = 0) -> np.ndarray:
         amp *= 1.0 - 0.7 * creaky[idx] * (cycle % 2)
     t_open = 0.40
     t_close = 0.16 * 2.0 ** (-tilt)
-    flow = np.where(frac < t_open, 0.5 - 0.5 * np.cos((np.pi / t_open) * frac),
-                    np.cos((0.5 * np.pi / t_close) * np.minimum(frac - t_open, t_close)))
+    flow = np.where(
+        frac < t_open,
+        0.5 - 0.5 * np.cos((np.pi / t_open) * frac),
+        np.cos((0.5 * np.pi / t_close) * np.minimum(frac - t_open, t_close)),
+    )
     source = np.diff(flow * amp, prepend=0.0)
     source /= np.sqrt(np.mean(source**2)) + 1e-12
     source += breath * (0.4 + flow) * rng.standard_normal(n)
@@ -549,8 +656,9 @@ def render(file: DemoFile, *, seed: int = 0) -> np.ndarray:
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
         voiced[lo:hi], state = signal.sosfilt(bank[vowel[idx[lo]]], excitation[lo:hi], zi=state)
     voiced /= np.sqrt(np.mean(voiced[env_v > 0.05] ** 2)) + 1e-12
-    hiss = signal.sosfilt(signal.butter(2, min(2500.0, 0.4 * sr), "highpass", fs=sr, output="sos"),
-                          rng.standard_normal(n))
+    hiss = signal.sosfilt(
+        signal.butter(2, min(2500.0, 0.4 * sr), "highpass", fs=sr, output="sos"), rng.standard_normal(n)
+    )
     y = voiced + env_c * (hiss / (np.sqrt(np.mean(hiss**2)) + 1e-12))
 
     # Loudness: RMS over the active part set to the target; background noise relative to it.
@@ -609,9 +717,17 @@ def _marker_text(seed: int, scale: float, files: Sequence[DemoFile]) -> str:
 
 def _manifest_rows(files: Sequence[DemoFile]) -> list[dict[str, object]]:
     return [
-        {"path": f.path, "corpus": f.speaker.corpus, "speaker": f.speaker.speaker, "gender": f.speaker.gender,
-         "emotion": f.emotion, "source_label": f.source_label, "sample_rate": f.sample_rate, "channels": f.channels,
-         "duration_s": f"{f.duration_s:.6f}"}
+        {
+            "path": f.path,
+            "corpus": f.speaker.corpus,
+            "speaker": f.speaker.speaker,
+            "gender": f.speaker.gender,
+            "emotion": f.emotion,
+            "source_label": f.source_label,
+            "sample_rate": f.sample_rate,
+            "channels": f.channels,
+            "duration_s": f"{f.duration_s:.6f}",
+        }
         for f in files
     ]
 
@@ -645,8 +761,9 @@ def _up_to_date(root: Path, seed: int, scale: float, files: Sequence[DemoFile]) 
     return all((root / f.path).is_file() for f in files)
 
 
-def write_demo_corpus(root: str | os.PathLike[str], *, seed: int = 0, scale: float = 1.0, progress: bool = True,
-                      force: bool = False) -> Path:
+def write_demo_corpus(
+    root: str | os.PathLike[str], *, seed: int = 0, scale: float = 1.0, progress: bool = True, force: bool = False
+) -> Path:
     """Write the generated demo corpus under ``root``.
 
     Parameters
@@ -724,15 +841,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("out_dir", type=Path, help="folder to write (new, empty, or an earlier demo corpus)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, identical files; default 0)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiplies the files per speaker and emotion (default 1.0: 318 files)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="multiplies the files per speaker and emotion (default 1.0: 318 files)"
+    )
     parser.add_argument("--force", action="store_true", help="rewrite even if the folder is already up to date")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     start = time.perf_counter()
     try:
-        root = write_demo_corpus(args.out_dir, seed=args.seed, scale=args.scale, progress=not args.quiet,
-                                 force=args.force)
+        root = write_demo_corpus(
+            args.out_dir, seed=args.seed, scale=args.scale, progress=not args.quiet, force=args.force
+        )
     except (FileExistsError, NotADirectoryError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -96,7 +96,7 @@ def test_window_offset_and_padding() -> None:
     n_real = int(1.5 * SR) - int(0.6 * SR)
     start, stop = short.valid
     assert stop - start == n_real and abs(start - (CLIP_SAMPLES - stop)) <= 1
-    assert short.samples[: start].sum() == 0 and short.samples[stop:].sum() == 0
+    assert short.samples[:start].sum() == 0 and short.samples[stop:].sum() == 0
     tiny = audio.window(y[: int(0.65 * SR)])  # less than a frame after the offset: the window starts at 0
     assert tiny.source_start == 0 and tiny.valid[1] - tiny.valid[0] == int(0.65 * SR)
     custom = audio.window(y, offset=0.0, duration=1.0)

@@ -53,8 +53,13 @@ def test_real_sample_agrees_with_its_manifest(sample_root: Path) -> None:
         ("audio_speech_actors_01-24/Actor_12/03-01-02-02-01-01-12.wav", "RAVDESS", "12", "female", "calm"),
         ("AudioWAV/1091_WSI_SAD_XX.wav", "CREMA-D", "1091", "female", "sad"),
         ("AudioWAV/1001_IEO_HAP_HI.wav", "CREMA-D", "1001", "male", "happy"),
-        ("TESS Toronto emotional speech set data/YAF_pleasant_surprised/YAF_bite_ps.wav", "TESS", "YAF", "female",
-         "surprise"),
+        (
+            "TESS Toronto emotional speech set data/YAF_pleasant_surprised/YAF_bite_ps.wav",
+            "TESS",
+            "YAF",
+            "female",
+            "surprise",
+        ),
         ("tess/OAF_Fear/OAF_food_fear.wav", "TESS", "OAF", "female", "fear"),
         ("ALL/KL_su15.wav", "SAVEE", "KL", "male", "surprise"),
         ("AudioData/JK/sa03.wav", "SAVEE", "JK", "male", "sad"),
@@ -142,7 +147,10 @@ def test_manifest_cli(tmp_path: Path) -> None:
     out = tmp_path / "m.csv"
     res = subprocess.run(
         [sys.executable, "-m", "sefin_utils", "manifest", str(tmp_path / "data"), "-o", str(out)],
-        capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
     )
     assert res.returncode == 0, res.stderr
     assert "1 recordings" in res.stdout and "0 files skipped" in res.stdout

@@ -30,35 +30,50 @@ profile = "t"
 params = {}
 """
 
-NB_A = HEADER + """
+NB_A = (
+    HEADER
+    + """
 # %% [markdown]
 # # Stage A writes a.txt from the param x
-""" + PARAMS_CELL + """
+"""
+    + PARAMS_CELL
+    + """
 # %%
 from pathlib import Path
 run = Path(params["run_dir"])
 (run / "a.txt").write_text(str(params["x"]))
 print("A wrote", params["x"])
 """
+)
 
-NB_B = HEADER + """
+NB_B = (
+    HEADER
+    + """
 # %% [markdown]
 # # Stage B reads a.txt, writes b.txt
-""" + PARAMS_CELL + """
+"""
+    + PARAMS_CELL
+    + """
 # %%
 from pathlib import Path
 run = Path(params["run_dir"])
 value = (run / "a.txt").read_text()
 (run / "b.txt").write_text(value * 2)
 """
+)
 
-NB_FAIL = HEADER + """
+NB_FAIL = (
+    HEADER
+    + """
 # %% [markdown]
 # # Stage C fails in its third cell
-""" + PARAMS_CELL + """
+"""
+    + PARAMS_CELL
+    + """
 # %%
 ratio = params["x"] / 0  # divide by zero on purpose
 """
+)
 
 STAGES = (
     Stage("a", "01_a", inputs=(), outputs=("a.txt",)),
@@ -90,15 +105,22 @@ def project(tmp_path: Path) -> Path:
 def _run(project: Path, stages=STAGES, **kw):
     lines: list[str] = []
     result = runner.run(
-        "t", stages=stages, notebooks_dir=project / "notebooks", params_dir=project / "params", root=project,
-        log=lines.append, progress_bar=False, **kw,
+        "t",
+        stages=stages,
+        notebooks_dir=project / "notebooks",
+        params_dir=project / "params",
+        root=project,
+        log=lines.append,
+        progress_bar=False,
+        **kw,
     )
     return result, lines
 
 
 def test_load_profile_overrides_and_derived_paths(project: Path) -> None:
-    P = profile.load_profile("t", overrides={"x": profile.parse_value("5")}, params_dir=project / "params",
-                              root=project)
+    P = profile.load_profile(
+        "t", overrides={"x": profile.parse_value("5")}, params_dir=project / "params", root=project
+    )
     assert list(P)[0] == "seed"
     assert P["x"] == 5 and P["y"] == [1, 2]
     assert P["profile"] == "t"
@@ -128,8 +150,7 @@ def test_parse_value_types_like_yaml() -> None:
 def test_select_stages_by_name_number_and_from() -> None:
     names = [s.name for s in runner.select_stages(runner.STAGES, only=["fins", "1", "06_report"])]
     assert names == ["data", "fins", "report"]
-    assert [s.name for s in runner.select_stages(runner.STAGES, start="ser_with_fins")] == ["ser_with_fins",
-                                                                                                 "report"]
+    assert [s.name for s in runner.select_stages(runner.STAGES, start="ser_with_fins")] == ["ser_with_fins", "report"]
     with pytest.raises(ValueError, match="unknown stage 'nope'"):
         runner.select_stages(runner.STAGES, only=["nope"])
 
@@ -181,12 +202,19 @@ def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Pa
     stages = (*STAGES[:1], Stage("fail", "03_fail", outputs=()), Stage("b", "02_b", outputs=("b.txt",)))
     lines: list[str] = []
     with pytest.raises(StageFailed) as info:
-        runner.run("t", stages=stages, notebooks_dir=project / "notebooks", params_dir=project / "params",
-                     root=project, log=lines.append, progress_bar=False)
+        runner.run(
+            "t",
+            stages=stages,
+            notebooks_dir=project / "notebooks",
+            params_dir=project / "params",
+            root=project,
+            log=lines.append,
+            progress_bar=False,
+        )
     msg = str(info.value)
     assert "stage 'fail'" in msg and "03_fail.py" in msg
     assert "cell 3 of 3" in msg  # title, parameters, the failing cell: counted in the source notebook
-    assert "ratio = params[\"x\"] / 0" in msg
+    assert 'ratio = params["x"] / 0' in msg
     assert "ZeroDivisionError" in msg
     report_dir = project / "reports" / "t"
     assert info.value.failed_notebook == report_dir / "03_fail.failed.ipynb"
@@ -212,12 +240,27 @@ def test_cli_exit_codes(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
 
 def _fake_results() -> pd.DataFrame:
     rows = []
-    for variant, kind, accs in (("baseline_kaggle", "baseline", (0.5, 0.7)), ("e2e_frozen", "e2e", (0.4, 0.4)),
-                                ("ablation_F-F-F-F-F", "ablation", (0.3,)), ("ablation_L-L-L-L-L", "ablation", (0.5,))):
+    for variant, kind, accs in (
+        ("baseline_kaggle", "baseline", (0.5, 0.7)),
+        ("e2e_frozen", "e2e", (0.4, 0.4)),
+        ("ablation_F-F-F-F-F", "ablation", (0.3,)),
+        ("ablation_L-L-L-L-L", "ablation", (0.5,)),
+    ):
         for seed, acc in enumerate(accs):
-            rows.append({"variant": variant, "kind": kind, "seed": seed, "protocol": "speaker", "test_accuracy": acc,
-                         "test_macro_f1": acc - 0.1, "test_uar": acc, "ood_accuracy": 0.2, "ood_macro_f1": 0.1,
-                         "val_macro_f1": acc})
+            rows.append(
+                {
+                    "variant": variant,
+                    "kind": kind,
+                    "seed": seed,
+                    "protocol": "speaker",
+                    "test_accuracy": acc,
+                    "test_macro_f1": acc - 0.1,
+                    "test_uar": acc,
+                    "ood_accuracy": 0.2,
+                    "ood_macro_f1": 0.1,
+                    "val_macro_f1": acc,
+                }
+            )
     return pd.DataFrame(rows)
 
 

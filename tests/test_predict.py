@@ -252,8 +252,13 @@ def test_bad_files_never_stop_a_batch(tmp_path: Path, bundle_dir: Path, capsys: 
 # ------------------------------------------------------------------------------------------------------ bundle
 def test_bundle_round_trip(tmp_path: Path, bundle_dir: Path) -> None:
     model = tiny_summary_model(seed=3)
-    out = save_bundle(tmp_path / "runs" / "p" / "model", classifier=model, kind="summary", classes=CLASSES,
-                      card={"metrics": {"macro_f1": 0.1}})
+    out = save_bundle(
+        tmp_path / "runs" / "p" / "model",
+        classifier=model,
+        kind="summary",
+        classes=CLASSES,
+        card={"metrics": {"macro_f1": 0.1}},
+    )
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "classifier.keras", "preprocess.json"]
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dir left
     b = load_bundle(out)
@@ -279,8 +284,9 @@ def test_bundle_round_trip(tmp_path: Path, bundle_dir: Path) -> None:
 
 def test_bundle_with_separate_fins(tmp_path: Path) -> None:
     fin = keras.Sequential([keras.Input((2048,)), keras.layers.Dense(1)], name="rms_fin")
-    out = save_bundle(tmp_path / "model", classifier=tiny_summary_model(), kind="summary", classes=CLASSES,
-                      fins={"rms": fin})
+    out = save_bundle(
+        tmp_path / "model", classifier=tiny_summary_model(), kind="summary", classes=CLASSES, fins={"rms": fin}
+    )
     b = load_bundle(out, load_fins=True)
     assert (out / "fins" / "rms.keras").is_file() and b.preprocess["fins"] == ["rms"]
     x = np.ones((2, 2048), "float32")
@@ -335,8 +341,9 @@ def test_json_csv_and_table_formats(tmp_path: Path, bundle_dir: Path, capsys: py
     assert "cannot load the model bundle" in capsys.readouterr().err
 
 
-def test_no_bundle_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture) -> None:
+def test_no_bundle_says_how_to_make_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     import sefin_utils.predict as predict_module
 
     monkeypatch.chdir(tmp_path)
@@ -348,13 +355,22 @@ def test_no_bundle_says_how_to_make_one(tmp_path: Path, monkeypatch: pytest.Monk
     assert "no trained model bundle found" in err and "python -m sefin_utils run" in err and "--model" in err
 
 
-def test_default_bundle_is_the_newest_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundle_dir: Path,
-                                          capsys: pytest.CaptureFixture) -> None:
+def test_default_bundle_is_the_newest_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundle_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
     runs = tmp_path / "runs"
-    for name, created in (("old", "2026-01-01T00:00:00+00:00"), ("new", "2026-06-01T00:00:00+00:00"),
-                          ("older", "2025-01-01T00:00:00+00:00")):
-        save_bundle(runs / name / "model", classifier=tiny_summary_model(), kind="summary", classes=CLASSES,
-                    card={"created": created})
+    for name, created in (
+        ("old", "2026-01-01T00:00:00+00:00"),
+        ("new", "2026-06-01T00:00:00+00:00"),
+        ("older", "2025-01-01T00:00:00+00:00"),
+    ):
+        save_bundle(
+            runs / name / "model",
+            classifier=tiny_summary_model(),
+            kind="summary",
+            classes=CLASSES,
+            card={"created": created},
+        )
     (runs / "broken" / "model").mkdir(parents=True)  # no card: an interrupted run is not a candidate
     assert find_latest_bundle(runs) == runs / "new" / "model"
     import sefin_utils.predict as predict_module
@@ -363,8 +379,13 @@ def test_default_bundle_is_the_newest_run(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.delenv("SEFIN_RUNS", raising=False)
     monkeypatch.setattr(predict_module, "REPO_RUNS", tmp_path / "repo_runs")
     assert find_latest_bundle() == Path.cwd() / "runs" / "new" / "model"
-    save_bundle(tmp_path / "repo_runs" / "x" / "model", classifier=tiny_summary_model(), kind="summary",
-                classes=CLASSES, card={"created": "2026-07-01T00:00:00+00:00"})
+    save_bundle(
+        tmp_path / "repo_runs" / "x" / "model",
+        classifier=tiny_summary_model(),
+        kind="summary",
+        classes=CLASSES,
+        card={"created": "2026-07-01T00:00:00+00:00"},
+    )
     assert find_latest_bundle() == tmp_path / "repo_runs" / "x" / "model"  # the repository's runs/ count too
     monkeypatch.setenv("SEFIN_RUNS", str(bundle_dir.parent.parent))
     assert find_latest_bundle() == bundle_dir
@@ -419,16 +440,30 @@ def test_ser_baseline_bundle(tmp_path: Path) -> None:
 
 def test_end_to_end_bundle(tmp_path: Path) -> None:
     ser = pytest.importorskip("sefin_utils.classifiers")
+
     def tiny_fin(name: str, dim: int) -> keras.Model:  # functional, like fins.build_fin
         inp = keras.Input((2048,), name="frame")
         return keras.Model(inp, keras.layers.Dense(dim, name=f"{name}_out")(inp), name=f"{name}_fin")
 
     fins = {name: tiny_fin(name, dim) for name, dim in (("rms", 1), ("zcr", 1))}
     sources = {"rms": "fin", "zcr": "fin", "chroma": "librosa", "mfcc": "librosa", "mel": "librosa"}
-    model = ser.build_end_to_end(fins=fins, sources=sources, fin_trainable=False, head="kaggle",
-                                 n_classes=len(CLASSES), norm_mean=np.zeros(162), norm_var=np.ones(162), seed=2)
-    out = save_bundle(tmp_path / "runs" / "e2e" / "model", classifier=model, kind="end_to_end", classes=CLASSES,
-                      preprocess={"sources": sources})
+    model = ser.build_end_to_end(
+        fins=fins,
+        sources=sources,
+        fin_trainable=False,
+        head="kaggle",
+        n_classes=len(CLASSES),
+        norm_mean=np.zeros(162),
+        norm_var=np.ones(162),
+        seed=2,
+    )
+    out = save_bundle(
+        tmp_path / "runs" / "e2e" / "model",
+        classifier=model,
+        kind="end_to_end",
+        classes=CLASSES,
+        preprocess={"sources": sources},
+    )
     clf = EmotionClassifier.from_run(out.parent)
     assert clf.kind == "end_to_end" and clf.bundle.preprocess["sources"] == sources
     y = speechlike(1.5, seed=21)  # shorter than a window: padding, and the mask marks only real frames
@@ -446,8 +481,12 @@ def test_end_to_end_bundle(tmp_path: Path) -> None:
 
 
 def test_classify_signal_validates_like_load(clf: EmotionClassifier) -> None:
-    for y, word in ((np.zeros(SR, np.float32), "silent"), (np.array([], np.float32), "empty"),
-                    (np.full(SR, np.nan, np.float32), "NaN"), (speechlike(0.05), "too short")):
+    for y, word in (
+        (np.zeros(SR, np.float32), "silent"),
+        (np.array([], np.float32), "empty"),
+        (np.full(SR, np.nan, np.float32), "NaN"),
+        (speechlike(0.05), "too short"),
+    ):
         with pytest.raises(ValueError, match=word):
             clf.classify_signal(y, SR, path="mine")
     stereo = np.stack([speechlike(2.0), speechlike(2.0)])  # (channels, n) is accepted too
@@ -466,8 +505,16 @@ def test_predict_inputs_equal_the_training_cache(tmp_path: Path, clf: EmotionCla
         "mid": write(tmp_path / "mid.wav", speechlike(2.9, seed=31)),
         "short": write(tmp_path / "short.wav", speechlike(1.4, seed=32)),
     }
-    df = pd.DataFrame({"recording_id": list(files), "path": [str(p) for p in files.values()], "split": "test",
-                       "emotion": "happy", "corpus": "x", "speaker_key": "x:1"})
+    df = pd.DataFrame(
+        {
+            "recording_id": list(files),
+            "path": [str(p) for p in files.values()],
+            "split": "test",
+            "emotion": "happy",
+            "corpus": "x",
+            "speaker_key": "x:1",
+        }
+    )
     store = cache.build(df, tmp_path / "cache", params={"augmentations": []}, workers=1, progress=False)
     study = EmotionClassifier(clf.bundle, offset_rule="study")
     sources = {"rms": "fin", "zcr": "librosa", "chroma": "librosa", "mfcc": "librosa", "mel": "librosa"}
@@ -478,8 +525,9 @@ def test_predict_inputs_equal_the_training_cache(tmp_path: Path, clf: EmotionCla
         assert valid[0] == (store.index["valid_start"][i], store.index["valid_stop"][i])
         mask = audio.valid_frame_mask(valid[0], CLIP_SAMPLES)
         np.testing.assert_array_equal(mask, store.mask[i])
-        np.testing.assert_allclose(study.model_inputs(clips[:1], valid[:1])["summary"][0], store.summary[i],
-                                   rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            study.model_inputs(clips[:1], valid[:1])["summary"][0], store.summary[i], rtol=1e-6, atol=1e-7
+        )
         mine = ser.inputs_from_clips(clips[:1], mask[None].astype(np.float32), sources, progress=False)
         theirs = ser.make_inputs(store, [i], sources)
         for k in theirs:

@@ -29,8 +29,13 @@ CREMA_RE = re.compile(r"CREMA-D/AudioWAV/(10\d\d)_([A-Z]{3})_(ANG|DIS|FEA|HAP|NE
 TESS_RE = re.compile(r"tess/TESS Toronto emotional speech set data/(OAF|YAF)_(\w+)/(OAF|YAF)_([a-z]+)_([a-z]+)\.wav")
 SAVEE_RE = re.compile(r"savee/ALL/(DC|JE|JK|KL)_(a|d|f|h|n|sa|su)(\d\d)\.wav")
 ESD_RE = re.compile(r"esd/(00\d\d)/(Neutral|Angry|Happy|Sad|Surprise)/(00\d\d)_(\d{6})\.wav")
-RAVDESS_EMOTION = dict(zip(("01", "02", "03", "04", "05", "06", "07", "08"),
-                           ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise"), strict=True))
+RAVDESS_EMOTION = dict(
+    zip(
+        ("01", "02", "03", "04", "05", "06", "07", "08"),
+        ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise"),
+        strict=True,
+    )
+)
 ESD_FIRST = {"Neutral": 1, "Angry": 351, "Happy": 701, "Sad": 1051, "Surprise": 1401}
 
 
@@ -127,7 +132,11 @@ def test_written_files_match_manifest(demo_root: Path, manifest: list[dict[str, 
     for row in manifest:
         f = plan[row["path"]]
         assert (row["corpus"], row["speaker"], row["gender"], row["emotion"]) == (
-            f.speaker.corpus, f.speaker.speaker, f.speaker.gender, f.emotion)
+            f.speaker.corpus,
+            f.speaker.speaker,
+            f.speaker.gender,
+            f.emotion,
+        )
         info = sf.info(demo_root / row["path"])
         assert (info.samplerate, info.channels, info.subtype) == (f.sample_rate, f.channels, "PCM_16"), row["path"]
         assert info.frames == round(f.duration_s * f.sample_rate)
@@ -204,8 +213,12 @@ def test_discover_agrees_with_manifest(demo_root: Path, manifest: list[dict[str,
     corpora = pytest.importorskip("sefin_utils.corpora", reason="sefin_utils.corpora not written yet")
     found = corpora.discover(demo_root, progress=False)
     got = {
-        Path(r.path).resolve().relative_to(demo_root.resolve()).as_posix(): (r.corpus, str(r.speaker), r.emotion,
-                                                                              r.gender)
+        Path(r.path).resolve().relative_to(demo_root.resolve()).as_posix(): (
+            r.corpus,
+            str(r.speaker),
+            r.emotion,
+            r.gender,
+        )
         for r in found.manifest.itertuples()
     }
     want = {r["path"]: (r["corpus"], r["speaker"], r["emotion"], r["gender"]) for r in manifest}
@@ -226,9 +239,16 @@ def _clip_features(path: Path) -> list[float]:
     f0 = librosa.yin(y, fmin=65, fmax=600, sr=sr, frame_length=1024, hop_length=512)
     voiced = rms[: len(f0)] > 0.3 * rms.max()
     semitones = 12 * np.log2(f0[voiced] / 100.0)
-    return [np.log(rms.mean() + 1e-6), rms.std() / (rms.mean() + 1e-9), zcr.mean(), zcr.std(),
-            np.log(centroid.mean() + 1e-6), centroid.std() / (centroid.mean() + 1e-9), semitones.mean(),
-            semitones.std()]
+    return [
+        np.log(rms.mean() + 1e-6),
+        rms.std() / (rms.mean() + 1e-9),
+        zcr.mean(),
+        zcr.std(),
+        np.log(centroid.mean() + 1e-6),
+        centroid.std() / (centroid.mean() + 1e-9),
+        semitones.mean(),
+        semitones.std(),
+    ]
 
 
 def test_learnable_speaker_independent(demo_root: Path, manifest: list[dict[str, str]]) -> None:

@@ -62,8 +62,15 @@ def confusion_matrix(
     for i in range(len(classes)):
         for j in range(len(classes)):
             if cm[i, j]:
-                ax.text(j, i, f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center", va="center",
-                        fontsize=7, color="white" if shown[i, j] > 0.5 * (shown.max() or 1) else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if shown[i, j] > 0.5 * (shown.max() or 1) else "black",
+                )
     acc, f1 = rep.get("accuracy"), rep.get("macro_f1")
     sub = f"accuracy {acc:.3f}, macro-F1 {f1:.3f}, n={rep.get('n', int(cm.sum()))}" if acc is not None else ""
     ax.set_title(f"{title}\n{sub}" if title else sub, fontsize=10)
@@ -71,8 +78,9 @@ def confusion_matrix(
     return _save(fig, path)
 
 
-def per_class_f1(reports: Mapping[str, Mapping[str, Any]], *, title: str | None = None,
-                 path: str | Path | None = None) -> Figure:
+def per_class_f1(
+    reports: Mapping[str, Mapping[str, Any]], *, title: str | None = None, path: str | Path | None = None
+) -> Figure:
     """Grouped bars of per-class F1, one bar per model (``{model name: report}``)."""
     if not reports:
         raise ValueError("per_class_f1 needs at least one report")
@@ -102,8 +110,11 @@ def ablation_table(results: pd.DataFrame, *, metric: str = "test_macro_f1") -> p
     if abl.empty:
         raise ValueError("results hold no ablation rows (kind == 'ablation')")
     src = pd.DataFrame([sources_from_code(c) for c in abl["sources"]], index=abl.index)
-    cols = [c for c in ("val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar", "ood_accuracy", "ood_macro_f1")
-            if c in abl.columns]
+    cols = [
+        c
+        for c in ("val_macro_f1", "test_accuracy", "test_macro_f1", "test_uar", "ood_accuracy", "ood_macro_f1")
+        if c in abl.columns
+    ]
     out = pd.concat([abl[["sources"]].rename(columns={"sources": "code"}), src, abl[cols]], axis=1)
     out["n_fin"] = (src == "fin").sum(axis=1)
     return out.sort_values(metric, ascending=False).reset_index(drop=True)
@@ -115,14 +126,24 @@ def ablation_marginals_table(results: pd.DataFrame, *, metric: str = "test_macro
     rows = []
     for f in FEATURE_NAMES:
         fin, lib = tab.loc[tab[f] == "fin", metric], tab.loc[tab[f] == "librosa", metric]
-        rows.append({"feature": f, "fin_mean": fin.mean(), "fin_std": fin.std(ddof=1), "fin_n": len(fin),
-                     "librosa_mean": lib.mean(), "librosa_std": lib.std(ddof=1), "librosa_n": len(lib),
-                     "fin_minus_librosa": fin.mean() - lib.mean()})
+        rows.append(
+            {
+                "feature": f,
+                "fin_mean": fin.mean(),
+                "fin_std": fin.std(ddof=1),
+                "fin_n": len(fin),
+                "librosa_mean": lib.mean(),
+                "librosa_std": lib.std(ddof=1),
+                "librosa_n": len(lib),
+                "fin_minus_librosa": fin.mean() - lib.mean(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def ablation_marginals(results: pd.DataFrame, *, metric: str = "test_macro_f1",
-                       path: str | Path | None = None) -> Figure:
+def ablation_marginals(
+    results: pd.DataFrame, *, metric: str = "test_macro_f1", path: str | Path | None = None
+) -> Figure:
     """Marginal effect of each feature's source: mean ``metric`` (± std, with every mix as a dot) FIN vs librosa."""
     tab = ablation_table(results, metric=metric)
     marg = ablation_marginals_table(results, metric=metric)
@@ -134,9 +155,16 @@ def ablation_marginals(results: pd.DataFrame, *, metric: str = "test_macro_f1",
             xpos = i + (k - 0.5) * 0.35
             ax.scatter(xpos + rng.uniform(-0.06, 0.06, len(vals)), vals, s=10, color=color, alpha=0.4)
             row = marg.iloc[i]
-            ax.errorbar(xpos, row[f"{src}_mean"], yerr=0 if np.isnan(row[f"{src}_std"]) else row[f"{src}_std"],
-                        fmt="o", color=color, capsize=4, ms=7, label=("FIN" if src == "fin" else "librosa")
-                        if i == 0 else None)
+            ax.errorbar(
+                xpos,
+                row[f"{src}_mean"],
+                yerr=0 if np.isnan(row[f"{src}_std"]) else row[f"{src}_std"],
+                fmt="o",
+                color=color,
+                capsize=4,
+                ms=7,
+                label=("FIN" if src == "fin" else "librosa") if i == 0 else None,
+            )
     if metric == "test_accuracy":
         lo, hi = study.ABLATION_ACCURACY
         ax.axhspan(lo, hi, color="grey", alpha=0.12, label=f"study spread ({study.PROTOCOL})")
@@ -149,8 +177,13 @@ def ablation_marginals(results: pd.DataFrame, *, metric: str = "test_macro_f1",
     return _save(fig, path)
 
 
-def training_curves(history: Mapping[str, Sequence[float]], *, title: str | None = None,
-                    best_epoch: int | None = None, path: str | Path | None = None) -> Figure:
+def training_curves(
+    history: Mapping[str, Sequence[float]],
+    *,
+    title: str | None = None,
+    best_epoch: int | None = None,
+    path: str | Path | None = None,
+) -> Figure:
     """Loss and accuracy per epoch, train vs validation; a dashed line marks the restored (best) epoch."""
     if "loss" not in history:
         raise ValueError(f"history lacks 'loss' (has {sorted(history)})")
@@ -183,8 +216,12 @@ def headline(summary: pd.DataFrame, *, metric: str = "test_macro_f1", path: str 
     ax.bar(x, rows[f"{metric}_mean"], yerr=std, capsize=4, color="tab:blue", alpha=0.8, label="ours")
     key = "macro_f1" if metric.endswith("macro_f1") else "accuracy" if metric.endswith("accuracy") else None
     if key and metric.startswith("test"):
-        published = [study.SER_RESULTS.get("baseline" if v.startswith("baseline") and not v.endswith("_raw") else v, {})
-                     .get(key, np.nan) for v in rows["variant"]]
+        published = [
+            study.SER_RESULTS.get("baseline" if v.startswith("baseline") and not v.endswith("_raw") else v, {}).get(
+                key, np.nan
+            )
+            for v in rows["variant"]
+        ]
         ax.scatter(x, published, marker="D", color="tab:red", zorder=3, label=f"study ({study.PROTOCOL})")
     ax.set_xticks(x, rows["variant"], rotation=20, ha="right")
     ax.set_ylim(0, 1)
@@ -229,19 +266,27 @@ def stage_figures(ser_dir: str | Path, fig_dir: str | Path, *, prefix: str = "se
             payload = json.loads((ser_dir / "metrics" / f"{variant}__seed{seed}.json").read_text())
             if payload["reports"].get("test"):
                 reports[variant] = payload["reports"]["test"]
-                keep(confusion_matrix(payload["reports"]["test"], title=f"{variant} (test, seed {seed})"),
-                     f"confusion_{variant}")
+                keep(
+                    confusion_matrix(payload["reports"]["test"], title=f"{variant} (test, seed {seed})"),
+                    f"confusion_{variant}",
+                )
             if payload.get("history"):  # anchors (scikit-learn) have no epochs
-                keep(training_curves(payload["history"], best_epoch=payload.get("best_epoch"),
-                                     title=f"{variant} (seed {seed})"), f"curves_{variant}")
+                keep(
+                    training_curves(
+                        payload["history"], best_epoch=payload.get("best_epoch"), title=f"{variant} (seed {seed})"
+                    ),
+                    f"curves_{variant}",
+                )
         if reports:
             keep(per_class_f1(reports, title="per-class F1 (test, first seed)"), "per_class_f1")
         best = best_model(main)
         seed = int(main.loc[main["variant"] == best, "seed"].iloc[0])
         payload = json.loads((ser_dir / "metrics" / f"{best}__seed{seed}.json").read_text())
         if payload["reports"].get("ood"):
-            keep(confusion_matrix(payload["reports"]["ood"], title=f"{best} on ESD (5 shared classes)"),
-                 f"confusion_ood_{best}")
+            keep(
+                confusion_matrix(payload["reports"]["ood"], title=f"{best} on ESD (5 shared classes)"),
+                f"confusion_ood_{best}",
+            )
     if (results["kind"] == "ablation").any():
         for metric in ("test_macro_f1", "test_accuracy"):
             keep(ablation_marginals(results, metric=metric), f"ablation_{metric}")

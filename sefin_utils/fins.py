@@ -57,6 +57,7 @@ from .io import read_json, write_json  # noqa: E402
 from .layers import (  # noqa: E402
     AMIN,
     CHROMA_TUNINGS,
+    DB_SCALE,
     TOP_DB,
     ComplexPower,
     FilterBank,
@@ -81,8 +82,6 @@ LEARNT_DIR: Path = Path(__file__).resolve().parents[1] / "models" / "fins"
 N_MELS: int = 128
 N_MFCC: int = 20
 N_CHROMA: int = 12
-DB_SCALE: float = 100.0
-"""The fast MFCC FIN feeds dB / DB_SCALE to its DCT layer (weights DCT * DB_SCALE) so Adam's steps stay small."""
 __all__ = [
     "AMIN",
     "ARCHS",

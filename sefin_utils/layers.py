@@ -37,6 +37,8 @@ TOP_DB: float = 80.0
 """``librosa.power_to_db``'s default floor below the peak (dB)."""
 AMIN: float = 1e-10
 """``librosa.power_to_db``'s default amplitude floor."""
+DB_SCALE: float = 100.0
+"""MFCC FINs feed dB / DB_SCALE to their DCT-like layer (``FixedScale(1 / DB_SCALE)``) so Adam's steps stay small."""
 CHROMA_TUNINGS: tuple[float, ...] = tuple(round(-0.5 + 0.1 * k, 1) for k in range(11))
 """Tunings (fractions of a chroma bin) of the fast chroma FIN's filterbanks; each frame mixes the two nearest to its
 estimated tuning."""

@@ -49,7 +49,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
-from . import features, fins  # noqa: E402
+from . import features  # noqa: E402
 from . import layers as lyr  # noqa: E402
 from .constants import FRAME_LENGTH  # noqa: E402
 
@@ -220,7 +220,7 @@ def _graph(
             x
         )
         db = get("power_to_db", lambda: lyr.PowerToDb(name="power_to_db"))(m)
-        db = get("db_scaled", lambda: lyr.FixedScale([1.0 / fins.DB_SCALE], name="db_scaled"))(db)
+        db = get("db_scaled", lambda: lyr.FixedScale([1.0 / lyr.DB_SCALE], name="db_scaled"))(db)
         cep = get(
             "cepstrum",
             lambda: keras.layers.Dense(features.N_MFCC, kernel_initializer=glorot(seed + 1), name="cepstrum"),

@@ -3,7 +3,7 @@ exact labels, written once to ``.npy`` memmaps so that training epochs only read
 
 Usage::
 
-    nice -n 10 python benchmarks/learnt_data.py [--data-root /work/data/full] [--out /work/data/learnt-fins]
+    nice -n 10 python benchmarks/learnt_data.py [--data-root data/full] [--out data/learnt-fins]
                                                [--per-rec train=40,val=16,test=32,ood=64] [--seed 0] [--workers 2]
 
 Data: ``corpora.discover(data_root)`` split with ``splits.make_splits(protocol="speaker", seed)``; ESD (out of domain,
@@ -37,9 +37,7 @@ from sefin_utils import audio, corpora, features, splits  # noqa: E402
 from sefin_utils.constants import FRAME_LENGTH  # noqa: E402
 from sefin_utils.io import write_csv, write_json  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/data")
+SHARED = ROOT.parent / "shared" / "data"  # ../shared/data beside the repository (ESD 0020, the real sample)
 NAMES = features.FEATURE_NAMES
 _WINDOW = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(FRAME_LENGTH) / FRAME_LENGTH)
 
@@ -114,8 +112,8 @@ def build_split(name: str, df: pd.DataFrame, k: int, out: Path, seed: int, worke
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data-root", default="/work/data/full")
-    ap.add_argument("--out", default="/work/data/learnt-fins")
+    ap.add_argument("--data-root", default=str(ROOT / "data" / "full"))
+    ap.add_argument("--out", default=str(ROOT / "data" / "learnt-fins"))
     ap.add_argument("--per-rec", default="train=40,val=16,test=32,ood=64")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)

@@ -3,7 +3,7 @@ speakers and on ESD; prints R² (uniform, variance-weighted, mel in dB), multipl
 
 Usage::
 
-    nice -n 10 python benchmarks/learnt_fins.py [--store /work/data/learnt-fins] [--names rms,zcr,chroma,mfcc,mel]
+    nice -n 10 python benchmarks/learnt_fins.py [--store data/learnt-fins] [--names rms,zcr,chroma,mfcc,mel]
         [--train-frames 300000] [--epochs 30] [--minutes 30] [--out models/fins] [--no-save] [--chroma-gate tuning]
 
 The store is written first by ``benchmarks/learnt_data.py`` (frames, power spectra and exact labels of the full
@@ -92,7 +92,7 @@ def score(model, data: dict[str, np.ndarray], name: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--store", default="/work/data/learnt-fins")
+    ap.add_argument("--store", default=str(ROOT / "data" / "learnt-fins"))
     ap.add_argument("--names", default="rms,zcr,chroma,mel,mfcc", help="in this order (mfcc after mel: warm start)")
     ap.add_argument(
         "--no-mfcc-warm", action="store_true", help="train MFCC's bank from random instead of from the mel FIN's"

@@ -758,7 +758,7 @@ def run_experiments(
                 )
             variant = spec["variant"]
             if spec["shortcut"]:
-                model = _assemble_frozen(
+                model = _assemble(
                     model,
                     spec,
                     seed,
@@ -770,7 +770,7 @@ def run_experiments(
                     norm=(lab_mean, lab_var),
                 )
             elif spec["frame_shortcut"]:
-                model = _assemble_frames(
+                model = _assemble(
                     model,
                     spec,
                     seed,
@@ -822,44 +822,6 @@ def run_experiments(
     write_csv(summary, out / "summary.csv")
     atomic_write_text(out / "results.html", results_html(results))
     return results
-
-
-def _assemble_frozen(
-    head_model: keras.Model,
-    spec: Mapping[str, Any],
-    seed: int,
-    fins: Mapping[str, keras.Model],
-    store: Any,
-    val_rows: np.ndarray,
-    val_pooled: Mapping[str, np.ndarray],
-    *,
-    n_classes: int,
-    norm: tuple[np.ndarray | None, np.ndarray | None],
-    n_check: int = 4,
-) -> keras.Model:
-    """The full end-to-end model of a frozen-FIN spec with the trained head's weights, checked on a few clips."""
-    full = build_end_to_end(
-        fins=fins,
-        sources=spec["sources"],
-        fin_trainable=False,
-        head=spec["head"],
-        n_classes=n_classes,
-        norm_mean=norm[0],
-        norm_var=norm[1],
-        fin_init="pretrained",
-        seed=seed,
-        name=spec["variant"],
-    )
-    copy_head_weights(head_model, full)
-    k = min(n_check, len(val_rows))
-    got = np.asarray(full(make_inputs(store, val_rows[:k], spec["sources"], clip_mode="clip"), training=False))
-    want = np.asarray(head_model({"summary": val_pooled["summary"][:k]}, training=False))
-    if not np.allclose(got, want, atol=1e-4):
-        raise RuntimeError(
-            f"{spec['variant']}: the assembled end-to-end model disagrees with its head trained on "
-            f"pooled frozen-FIN outputs (max diff {np.abs(got - want).max():.2e})"
-        )
-    return full
 
 
 # ------------------------------------------------------------------------------------- pooling variants, anchors
@@ -922,22 +884,29 @@ def own_norm_stats(
 N_SUMMARY_DIM: int = _features.KAGGLE.dim
 
 
-def _assemble_frames(
-    frame_model: keras.Model,
+def _assemble(
+    trained: keras.Model,
     spec: Mapping[str, Any],
     seed: int,
     fins: Mapping[str, keras.Model],
     store: Any,
     val_rows: np.ndarray,
-    val_frames: Mapping[str, np.ndarray],
+    val_inputs: Mapping[str, np.ndarray],
     *,
     n_classes: int,
-    norm: tuple[np.ndarray, np.ndarray],
-    dropout: float | None,
+    norm: tuple[np.ndarray | None, np.ndarray | None],
+    dropout: float | None = None,
     n_check: int = 4,
 ) -> keras.Model:
-    """The full end-to-end model (clip/labels in) of a pooling spec with the weights trained on per-frame vectors,
-    checked against the frame model on a few validation clips."""
+    """The full end-to-end model (clip and labels in) of a frozen-FIN or librosa spec, with the weights of the model
+    ``trained`` on precomputed inputs (pooled frozen-FIN outputs for mean pooling, per-frame vectors for the other
+    poolings), checked against ``trained`` on a few validation clips.
+
+    Raises
+    ------
+    RuntimeError: when the assembled model and ``trained`` disagree by more than 1e-4 on those clips.
+    """
+    pooling = spec.get("pooling", "mean")
     full = build_end_to_end(
         fins=fins,
         sources=spec["sources"],
@@ -949,17 +918,17 @@ def _assemble_frames(
         fin_init="pretrained",
         seed=seed,
         name=spec["variant"],
-        pooling=spec["pooling"],
+        pooling=pooling,
         dropout=dropout,
     )
-    copy_head_weights(frame_model, full)
+    copy_head_weights(trained, full)
     k = min(n_check, len(val_rows))
     got = np.asarray(full(make_inputs(store, val_rows[:k], spec["sources"], clip_mode="clip"), training=False))
-    want = np.asarray(frame_model({key: v[:k] for key, v in val_frames.items()}, training=False))
+    want = np.asarray(trained({key: v[:k] for key, v in val_inputs.items()}, training=False))
     if not np.allclose(got, want, atol=1e-4):
         raise RuntimeError(
-            f"{spec['variant']}: the assembled end-to-end model disagrees with its pooling trained on per-frame "
-            f"vectors (max diff {np.abs(got - want).max():.2e})"
+            f"{spec['variant']}: the assembled end-to-end model disagrees with the model trained on precomputed "
+            f"{pooling}-pooling inputs (max diff {np.abs(got - want).max():.2e})"
         )
     return full
 

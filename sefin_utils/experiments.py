@@ -757,7 +757,7 @@ def run_experiments(
                     restrict_to=list(ESD_EMOTIONS) if s == "ood" else None,
                 )
             variant = spec["variant"]
-            if spec["shortcut"]:
+            if spec["shortcut"] or spec["frame_shortcut"]:  # trained on precomputed inputs: build the full model
                 model = _assemble(
                     model,
                     spec,
@@ -767,20 +767,8 @@ def run_experiments(
                     rows["val"],
                     data["val"],
                     n_classes=n_classes,
-                    norm=(lab_mean, lab_var),
-                )
-            elif spec["frame_shortcut"]:
-                model = _assemble(
-                    model,
-                    spec,
-                    seed,
-                    fins or {},
-                    store,
-                    rows["val"],
-                    data["val"],
-                    n_classes=n_classes,
-                    norm=frame_norm[nkey],
-                    dropout=p["dropout"],
+                    norm=(lab_mean, lab_var) if spec["shortcut"] else frame_norm[nkey],
+                    dropout=None if spec["shortcut"] else p["dropout"],
                 )
             rec = {
                 "variant": variant,

@@ -23,3 +23,21 @@ def sample_root() -> Path:
             pytest.fail(msg + "; CI must have it")
         pytest.skip(msg)
     return SAMPLE_ROOT
+
+
+@pytest.fixture(scope="module")
+def fins() -> dict:
+    """Stand-in FINs, one per imitated feature of the Kaggle vector: (None, 2048) -> (None, dim), each a tiny Dense net
+    with a BatchNorm so that frozen (inference-mode) behaviour matters. Seeded: the same weights in every module."""
+    import keras
+
+    from sefin_utils import classifiers
+
+    def tiny_fin(dim: int, seed: int) -> keras.Model:
+        init = keras.initializers.GlorotUniform(seed=seed)
+        inp = keras.Input((2048,))
+        x = keras.layers.Dense(3, activation="relu", kernel_initializer=init)(inp)
+        x = keras.layers.BatchNormalization()(x)
+        return keras.Model(inp, keras.layers.Dense(dim, kernel_initializer=init)(x))
+
+    return {n: tiny_fin(d, i) for i, (n, d) in enumerate(classifiers.FEATURE_DIMS.items())}

@@ -13,27 +13,12 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from keras import layers
 
 from sefin_utils import classifiers, experiments, features, results, training
 from sefin_utils import layers as sefin_layers
 from sefin_utils.constants import CLIP_SAMPLES, ESD_EMOTIONS, N_FRAMES, class_names
 
 CLASSES = class_names("class")
-
-
-def tiny_fin(dim: int, seed: int = 0) -> keras.Model:
-    """A stand-in FIN: (None, 2048) -> (None, dim), with a BatchNorm so frozen/inference behaviour matters."""
-    init = keras.initializers.GlorotUniform(seed=seed)
-    inp = keras.Input((2048,))
-    x = layers.Dense(3, activation="relu", kernel_initializer=init)(inp)
-    x = layers.BatchNormalization()(x)
-    return keras.Model(inp, layers.Dense(dim, kernel_initializer=init)(x))
-
-
-@pytest.fixture(scope="module")
-def fins() -> dict[str, keras.Model]:
-    return {n: tiny_fin(d, i) for i, (n, d) in enumerate(classifiers.FEATURE_DIMS.items())}
 
 
 def fake_store(n_per_split: dict[str, int], seed: int = 0) -> SimpleNamespace:

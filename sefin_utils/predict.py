@@ -31,6 +31,9 @@ RUNS_ENV = "SEFIN_RUNS"
 """Environment variable naming the folder of run folders searched for the default bundle."""
 REPO_RUNS: Path = Path(__file__).resolve().parents[1] / "runs"
 """The repository's ``runs/`` folder, where ``python -m sefin_utils run`` writes by default."""
+SHIPPED_MODEL: Path = Path(__file__).resolve().parents[1] / "models" / "sefin-ser"
+"""The classifier shipped with the repository (trained on the full corpora, speaker protocol; its card says on what
+and under which licences). :func:`find_latest_bundle` falls back to it when no local run has a bundle."""
 PROGRESS_MIN_FILES: int = 4
 """Show a progress bar (on stderr) from this many files on."""
 HOW_TO_MAKE = (
@@ -129,7 +132,8 @@ def find_latest_bundle(root: str | Path | Sequence[str | Path] | None = None) ->
     Parameters
     ----------
     root : str, Path or a sequence of them, optional
-        Folder(s) of run folders (a run folder itself is accepted too). Default: :func:`default_run_roots`.
+        Folder(s) of run folders (a run folder itself is accepted too). Default: :func:`default_run_roots`, and
+        when none of them holds a bundle, the shipped classifier :data:`SHIPPED_MODEL` (if the checkout has it).
 
     Raises
     ------
@@ -148,6 +152,8 @@ def find_latest_bundle(root: str | Path | Sequence[str | Path] | None = None) ->
         candidates += [c.parent for c in sorted(r.glob(f"*/model/{CARD_FILE}"))]
         if (r / "model" / CARD_FILE).is_file():  # r is itself a run folder
             candidates.append(r / "model")
+    if not candidates and root is None and (SHIPPED_MODEL / CARD_FILE).is_file():
+        return SHIPPED_MODEL
     if not candidates:
         where = " or ".join(f"{r}/*/model/{CARD_FILE}" for r in roots)
         raise NoBundleError(f"no trained model bundle found (looked for {where}). {HOW_TO_MAKE}")

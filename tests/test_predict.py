@@ -22,7 +22,7 @@ from sefin_utils.inference import (
     save_bundle,
     window_starts,
 )
-from sefin_utils.predict import CSV_TAIL, collect_audio_files, find_latest_bundle, main, predict_paths
+from sefin_utils.predict import CSV_TAIL, NoBundleError, collect_audio_files, find_latest_bundle, main, predict_paths
 
 keras = pytest.importorskip("keras")
 
@@ -349,6 +349,7 @@ def test_no_bundle_says_how_to_make_one(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEFIN_RUNS", raising=False)
     monkeypatch.setattr(predict_module, "REPO_RUNS", tmp_path / "repo_runs")  # the checkout may hold real runs
+    monkeypatch.setattr(predict_module, "SHIPPED_MODEL", tmp_path / "no-shipped-model")
     f = write(tmp_path / "v.wav", speechlike(1.0))
     assert main([str(f)]) == 2
     err = capsys.readouterr().err
@@ -378,7 +379,16 @@ def test_default_bundle_is_the_newest_run(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("SEFIN_RUNS", raising=False)
     monkeypatch.setattr(predict_module, "REPO_RUNS", tmp_path / "repo_runs")
-    assert find_latest_bundle() == Path.cwd() / "runs" / "new" / "model"
+    shipped = tmp_path / "shipped"
+    save_bundle(shipped, classifier=tiny_summary_model(), kind="summary", classes=CLASSES, card={"created": "2000"})
+    monkeypatch.setattr(predict_module, "SHIPPED_MODEL", shipped)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # no runs/ here, none in the (patched) repository
+    assert find_latest_bundle() == shipped  # no local run: the shipped classifier
+    with pytest.raises(NoBundleError):
+        find_latest_bundle(tmp_path / "empty")  # an explicit folder never falls back
+    monkeypatch.chdir(tmp_path)
+    assert find_latest_bundle() == Path.cwd() / "runs" / "new" / "model"  # any local run wins over the shipped one
     save_bundle(
         tmp_path / "repo_runs" / "x" / "model",
         classifier=tiny_summary_model(),

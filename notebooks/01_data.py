@@ -165,7 +165,8 @@ for name, y in waves.items():
 # ## Splits: both protocols
 # Recordings (and speakers) per corpus and split. Under `speaker` no speaker is in two splits, so a corpus with few
 # speakers cannot fill every split (the numbers below say which); ESD is always `ood`. Look at the figure for the
-# share of each corpus in each split.
+# share of each corpus in each split. The chosen protocol's table is saved in the run folder and, with paths relative
+# to the data root, as `splits.csv` in the report folder, so that anyone can re-score a model on the same recordings.
 
 # %%
 protocol_splits = {p: splits.make_splits(manifest, protocol=p, seed=int(P["seed"])) for p in splits.PROTOCOLS}
@@ -176,6 +177,7 @@ _ = plots.plot_splits(protocol_splits, path=FIG / "01_splits.png", title=f"Recor
 chosen = protocol_splits[P["protocol"]]
 splits.check_no_leak(chosen)
 _ = runs.write_table(chosen, RUN / "splits.csv")
+_ = runs.publish_splits(chosen, root, Path(P["report_dir"]) / "splits.csv")  # paths relative to the data root
 
 # %% [markdown]
 # ## What the numbers say

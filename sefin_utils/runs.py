@@ -189,6 +189,32 @@ def write_table(df: Any, path: str | os.PathLike) -> Path:
     return io.write_csv(df, path)
 
 
+PUBLIC_SPLIT_COLUMNS: tuple[str, ...] = ("recording_id", "path", "corpus", "speaker", "emotion", "split", "protocol")
+"""Columns of the published split table (:func:`publish_splits`)."""
+
+
+def publish_splits(splits_df: Any, root: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Write the split table for publication: :data:`PUBLIC_SPLIT_COLUMNS`, ``path`` relative to the data ``root``
+    (POSIX separators), so that anyone with the same corpora can re-score a model on the same recordings.
+
+    Raises
+    ------
+    ValueError
+        When a recording lies outside ``root`` (its path could not be published relative to it).
+    """
+    root = Path(root).resolve()
+    df = splits_df.loc[:, [c for c in PUBLIC_SPLIT_COLUMNS if c in splits_df.columns]].copy()
+
+    def rel(p: str) -> str:
+        try:
+            return Path(p).resolve().relative_to(root).as_posix()
+        except ValueError:
+            raise ValueError(f"recording {p} is not under the data root {root}: cannot publish its path") from None
+
+    df["path"] = df["path"].astype(str).map(rel)
+    return io.write_csv(df, path)
+
+
 def label_spot_check(store: Any, rows: Sequence[int]) -> Any:
     """Compare the cached labels of some clips with the per-frame librosa loop (the study's definition).
 

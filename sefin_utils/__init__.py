@@ -6,6 +6,10 @@ Modules: ``constants`` (sample rate, framing, vocabulary), ``corpora`` (parsers,
 exact per-frame labels), ``augment``, ``cache`` (on-disk clip/label caches), ``fins``, ``ser``, ``metrics``,
 ``plots``, ``report``, ``profile`` (typed params), ``stages`` (the stage list), ``runs`` (what the notebooks call),
 ``runner`` (papermill, stamps and the ``run`` command), ``predict``.
+
+Importing the package loads neither Keras nor TensorFlow; it arranges (``keras_hook.install``) that sefin's custom
+layers are registered with Keras once Keras is loaded, so that ``keras.models.load_model("models/fins/mel.keras")``
+works after ``import sefin_utils`` alone.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from sefin_utils.constants import (
     N_FRAMES,
     SR,
 )
+from sefin_utils.keras_hook import install as _install_keras_hook
+
+_install_keras_hook()
 
 __version__ = "0.1.0"
 

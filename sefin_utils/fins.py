@@ -32,8 +32,9 @@ Three families (``arch``; ``learnt`` is described in ``sefin_utils.learnt``, its
     space (standardised ``log(y)`` for mel, standardised ``y`` otherwise: :class:`TargetStats`) while the model
     still outputs the feature.
 
-Saved FINs (``.keras``) load with plain ``keras.models.load_model`` once ``sefin_utils.layers`` is imported (every
-custom layer is registered there under the ``sefin`` package); :func:`load_fin` does both. Training is in
+Saved FINs (``.keras``) load with plain ``keras.models.load_model`` after ``import sefin_utils`` (every custom layer
+is registered in ``sefin_utils.layers`` under the ``sefin`` package, as soon as Keras is loaded:
+``sefin_utils.keras_hook``); :func:`load_fin` does the same with a clear error for a missing file. Training is in
 ``training`` (one fit loop), what runs and what is written in ``experiments`` (``train_all``).
 """
 
@@ -457,8 +458,6 @@ def load_fin(path: str | Path) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no FIN at {path} (expected a .keras file written by save_fin)")
-    from . import learnt  # noqa: F401  (registers the learnt family's layers)
-
     return keras.models.load_model(path, compile=False)
 
 

@@ -9,6 +9,8 @@ FIN front ends (``fins``)
     :class:`PowerSpectrum`, :class:`ComplexPower`, :class:`SafeSqrt`, :class:`Square`, :class:`PowerToDb`,
     :class:`FilterBank`, :class:`FixedScale`, :class:`GroupMaxNormalize`, :class:`GatedSum`, :class:`TuningWeights`,
     :class:`SoftZeroCrossingRate`, :class:`TargetTransform`.
+Learnt FINs (``learnt``)
+    :class:`PositiveDense` (a non-negative learnt filterbank), :class:`LogEnergyGate` (a learnt gate over K banks).
 Framing and pooling (``classifiers``)
     :class:`FrameClips`, :class:`MergeFrames`, :class:`SplitFrames`, :class:`MaskedMean`.
 
@@ -560,6 +562,85 @@ class MaskedAttentionPool(keras.layers.Layer):
         return (input_shape[0][0], input_shape[0][2])
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# learnt FIN layers (sefin_utils.learnt)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class PositiveDense(keras.layers.Layer):
+    """A non-negative linear map ``x @ exp(log_kernel)`` (a learnt filterbank; no bias).
+
+    ``log_kernel`` starts at ``N(-log(fan_in) + init_offset, init_std)`` (seeded): random, positive, fan-in scaled.
+    The log parameterisation makes Adam's steps relative, so a weight can shrink by orders of magnitude (a band
+    that should ignore a frequency) without dying at zero as a ReLU-clipped kernel would.
+    """
+
+    def __init__(self, units: int, init_std: float = 1.0, init_offset: float = 0.0, seed: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.units, self.init_std, self.init_offset, self.seed = (
+            int(units),
+            float(init_std),
+            float(init_offset),
+            int(seed),
+        )
+
+    def build(self, input_shape: tuple) -> None:
+        fan_in = int(input_shape[-1])
+        init = keras.initializers.RandomNormal(
+            mean=-math.log(fan_in) + self.init_offset, stddev=self.init_std, seed=self.seed
+        )
+        self.log_kernel = self.add_weight(name="log_kernel", shape=(fan_in, self.units), initializer=init)
+
+    def call(self, x: Any) -> Any:
+        return ops.matmul(x, ops.exp(self.log_kernel))
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self) -> dict:
+        cfg = {"units": self.units, "init_std": self.init_std, "init_offset": self.init_offset, "seed": self.seed}
+        return {**super().get_config(), **cfg}
+
+    def macs(self, input_shape: tuple) -> int:
+        return int(input_shape[-1]) * self.units
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LogEnergyGate(keras.layers.Layer):
+    """Learnt gate over K banks: ``softmax(Dense(log(bank + eps) - max))`` of the raw banks ``(n, K * d)`` -> (n, K).
+
+    The log makes the gate see the banks' energy pattern independent of loudness (the row maximum is subtracted).
+    """
+
+    def __init__(self, groups: int, hidden: int = 64, eps: float = 1e-6, seed: int = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.groups, self.hidden, self.eps, self.seed = int(groups), int(hidden), float(eps), int(seed)
+        self.h = keras.layers.Dense(
+            self.hidden, activation="relu", kernel_initializer=keras.initializers.GlorotUniform(seed)
+        )
+        self.o = keras.layers.Dense(self.groups, kernel_initializer=keras.initializers.GlorotUniform(seed + 1))
+
+    def build(self, input_shape: tuple) -> None:
+        self.h.build(input_shape)
+        self.o.build((*input_shape[:-1], self.hidden))
+
+    def call(self, x: Any) -> Any:
+        lx = ops.log(x + self.eps * ops.max(x, axis=-1, keepdims=True) + 1e-30)
+        lx = lx - ops.max(lx, axis=-1, keepdims=True)
+        return ops.softmax(self.o(self.h(lx)), axis=-1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], self.groups)
+
+    def get_config(self) -> dict:
+        cfg = {"groups": self.groups, "hidden": self.hidden, "eps": self.eps, "seed": self.seed}
+        return {**super().get_config(), **cfg}
+
+    def macs(self, input_shape: tuple) -> int:
+        d = int(input_shape[-1])
+        return 3 * d + d * self.hidden + self.hidden * self.groups + 3 * self.groups
+
+
 CUSTOM_LAYERS: tuple[type, ...] = (
     FilterBank,
     FixedScale,
@@ -580,5 +661,7 @@ CUSTOM_LAYERS: tuple[type, ...] = (
     MaskedStats,
     MaskedFrames,
     MaskedAttentionPool,
+    PositiveDense,
+    LogEnergyGate,
 )
 """Every sefin layer (all registered under :data:`PACKAGE`)."""

@@ -151,3 +151,41 @@ def test_fin_stage_reuses_the_shipped_learnt_fins(tmp_path):
     # scored on both splits (two steady tones vary little within a clip, so R² here says little about imitation:
     # test_shipped_fins_load_and_imitate_on_esd checks that on real speech)
     assert np.isfinite(table[["r2_test", "r2_ood"]].to_numpy(float)).all()
+
+
+_LOAD_AFTER_IMPORT = """
+import sys
+import sefin_utils
+assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'import sefin_utils loaded Keras'
+import keras
+for name in {names!r}:
+    model = keras.models.load_model({models!r} + f'/{{name}}.keras')
+    print(name, model.name, model.output_shape)
+"""
+
+
+@pytest.mark.skipif(not (MODELS / "mel.keras").is_file(), reason="no shipped learnt FINs in models/fins")
+def test_shipped_fins_load_after_a_bare_import_sefin_utils():
+    """Issue 13: ``keras.models.load_model("models/fins/mel.keras")`` after ``import sefin_utils`` alone (a fresh
+    interpreter), while the package import itself loads neither Keras nor TensorFlow."""
+    import subprocess
+    import sys
+
+    code = _LOAD_AFTER_IMPORT.format(names=list(learnt.LEARNT_NAMES), models=str(MODELS))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.split()
+    assert all(f"fin_{n}_learnt" in lines for n in learnt.LEARNT_NAMES), out.stdout
+
+
+def test_keras_imported_before_sefin_utils_still_gets_the_layers():
+    import subprocess
+    import sys
+
+    code = (
+        "import keras, sefin_utils\n"
+        "print('sefin>PositiveDense' in keras.saving.get_custom_objects(), "
+        "'sefin>PowerSpectrum' in keras.saving.get_custom_objects())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "True"], out.stdout + out.stderr[-3000:]

@@ -27,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from sefin_utils import anchors as _anchors
+from sefin_utils import featcache
 from sefin_utils import features as _features
 from sefin_utils import fins as fins_module
 from sefin_utils.classifiers import (
@@ -52,7 +53,7 @@ from sefin_utils.classifiers import (
 )
 from sefin_utils.constants import ESD_EMOTIONS, FRAME_LENGTH, HOP_LENGTH, N_FRAMES, SR, class_names
 from sefin_utils.fins import AMIN, TargetStats, build_fin, check_arch, check_name, count_macs, feature_dim, save_fin
-from sefin_utils.io import atomic_write_text, seed_everything, write_csv, write_json
+from sefin_utils.io import atomic_write_text, read_json, seed_everything, stable_hash, write_csv, write_json
 from sefin_utils.layers import FrameClips, MaskedMean, MergeFrames, SplitFrames
 from sefin_utils.metrics import classification_report, r2_scores
 from sefin_utils.results import SUMMARY_METRICS, best_model, results_html, summary_table
@@ -400,7 +401,29 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "dropout": None,
     "pooling": ["mean"],
     "anchors": [],
+    "resume": True,
 }
+
+RESUME_VERSION: int = 1
+"""Part of every model's resume key (:func:`resume_key`): bump to retrain every stored model."""
+_NOT_IN_KEY: frozenset[str] = frozenset(
+    {"head", "heads", "variants", "pooling", "ablation", "ablation_codes", "ablation_epochs", "anchors", "seeds"}
+    | {"progress", "save_models", "resume", "baseline_unstandardized", "ablation_fin_trainable"}
+)
+"""Params that choose which models run (each spec carries what it uses of them) or how a run reports progress: they
+do not change a given (variant, seed)'s result, so they are left out of its resume key."""
+_CODE_MODULES: tuple[str, ...] = (
+    "experiments",
+    "classifiers",
+    "training",
+    "layers",
+    "fins",
+    "learnt",
+    "anchors",
+    "metrics",
+    "featcache",
+)
+"""Modules whose code (docstrings and comments aside) is in the resume key: a changed model or fit loop retrains."""
 
 
 def _resolve(params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -551,6 +574,40 @@ def _per_corpus(prefix: str, report: Mapping[str, Any] | None) -> dict[str, floa
     return out
 
 
+def resume_key(p: Mapping[str, Any], spec: Mapping[str, Any], seed: int, fingerprint: Mapping[str, Any]) -> str:
+    """The key of one trained model's inputs: the params that affect it (all but :data:`_NOT_IN_KEY`), its spec (what
+    it is: kind, head, sources, FIN init and training, pooling, epochs), its seed, the store's content key, the
+    content keys of the FINs it uses (``featcache.fin_hash``) and the code of :data:`_CODE_MODULES`
+    (``featcache.code_hash``), with :data:`RESUME_VERSION`. Equal keys mean the same model would be trained again."""
+    used = sorted(n for n, v in (spec.get("sources") or {}).items() if v == "fin")
+    return stable_hash(
+        {
+            "v": RESUME_VERSION,
+            "params": {k: v for k, v in p.items() if k not in _NOT_IN_KEY},
+            "spec": {k: v for k, v in spec.items() if k != "seeds"},
+            "seed": int(seed),
+            "store": fingerprint["store"],
+            "fins": {n: fingerprint["fins"].get(n) for n in used},
+            "code": fingerprint["code"],
+        }
+    )
+
+
+def _read_back(out: Path, variant: str, seed: int, key: str, *, save_models: bool) -> dict[str, Any] | None:
+    """The results row of ``metrics/<variant>__seed<seed>.json`` when it was written for ``key`` (and, when models are
+    saved, ``models/<variant>.keras`` exists); None otherwise (the model is trained)."""
+    path = out / "metrics" / f"{variant}__seed{seed}.json"
+    if not path.is_file() or (save_models and not (out / "models" / f"{variant}.keras").is_file()):
+        return None
+    try:
+        payload = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if payload.get("resume_key") != key or not isinstance(payload.get("record"), dict):
+        return None
+    return dict(payload["record"])
+
+
 def run_experiments(
     store: Any,
     fins_dir: str | Path | None,
@@ -578,7 +635,10 @@ def run_experiments(
         pre-trained FINs (``e2e_frozen`` and the frozen ablation) train their head on the pooled FIN outputs
         computed once (:func:`pooled_fin_outputs`; the same maths, frozen FINs run in inference mode), then the
         head's weights are copied into the full end-to-end model, checked against the head on a few validation
-        clips, and saved; ``s_per_epoch`` is then the head's (column ``shortcut``).
+        clips, and saved; ``s_per_epoch`` is then the head's (column ``shortcut``); resume (True): a (variant, seed)
+        whose ``metrics/<variant>__seed<k>.json`` was written for the same inputs (:func:`resume_key`: the params that
+        affect it, the store, the FINs' content, the training code) and whose model file exists is not trained
+        again: its row is read back (anchors too), so a stopped run continues where it stopped.
 
     Protocol: train on TRAIN clips, select on VAL originals, test on TEST originals; ``ood`` (ESD) originals are
     scored on ``ESD_EMOTIONS`` only (argmax over those classes' probabilities).
@@ -614,8 +674,24 @@ def run_experiments(
 
     records: list[dict[str, Any]] = []
     best_val: dict[str, float] = {}
+    fingerprint = {
+        "store": featcache.store_key(store),
+        "fins": {n: featcache.fin_hash(m) for n, m in (fins or {}).items()},
+        "code": featcache.code_hash(_CODE_MODULES),
+    }
+
+    def read_back(spec: Mapping[str, Any], seed: int) -> dict[str, Any] | None:
+        key = resume_key(p, spec, seed, fingerprint)
+        saved = bool(p["save_models"]) and (spec["kind"] != "anchor" or spec["head"] in _anchors.EXPORTABLE)
+        rec = _read_back(out, spec["variant"], seed, key, save_models=saved) if p["resume"] else None
+        if rec is not None and rec.get("val_macro_f1", -1.0) > best_val.get(spec["variant"], -1.0):
+            best_val[spec["variant"]] = rec["val_macro_f1"]
+        return rec
+
     if p["anchors"] and "baseline" in p["variants"]:
-        records += _run_anchors(store, rows, y, corpus, classes, p, out, best_val)
+        records += _run_anchors(
+            store, rows, y, corpus, classes, p, out, best_val, read_back, lambda s, k: resume_key(p, s, k, fingerprint)
+        )
 
     for spec in specs:
         spec.setdefault("pooling", "mean")
@@ -627,9 +703,12 @@ def run_experiments(
             and not spec["fin_trainable"]
             and spec["fin_init"] == "pretrained"
         )
+    done = {(spec["variant"], seed): read_back(spec, seed) for spec in specs for seed in spec["seeds"]}
+    done = {k: v for k, v in done.items() if v is not None}
+    todo = [spec for spec in specs if any((spec["variant"], seed) not in done for seed in spec["seeds"])]
     parts: dict[str, dict[tuple[str, str], np.ndarray]] = {}
-    if any(spec["shortcut"] for spec in specs):
-        need = sorted({n for spec in specs if spec["shortcut"] for n, v in spec["sources"].items() if v == "fin"})
+    if any(spec["shortcut"] for spec in todo):
+        need = sorted({n for spec in todo if spec["shortcut"] for n, v in spec["sources"].items() if v == "fin"})
         for s, r in rows.items():
             if not len(r):
                 continue
@@ -646,6 +725,9 @@ def run_experiments(
     input_cache: dict[tuple, dict[str, dict[str, np.ndarray]]] = {}
     frame_norm: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
     for spec in tqdm(specs, desc="SER models", disable=not p["progress"]):
+        if spec not in todo:  # every seed finished in an earlier run with the same inputs: read back
+            records += [done[(spec["variant"], seed)] for seed in spec["seeds"]]
+            continue
         if spec["frame_shortcut"]:
             sources = spec["sources"]
             key = ("frames", ablation_code(sources))
@@ -674,6 +756,9 @@ def run_experiments(
             input_cache[key] = {s: make_inputs(store, r, sources, clip_mode=mode) for s, r in rows.items() if len(r)}
         data = input_cache[key]
         for seed in spec["seeds"]:
+            if (spec["variant"], seed) in done:
+                records.append(done[(spec["variant"], seed)])
+                continue
             if spec["frame_shortcut"]:  # pooling and head on precomputed per-frame vectors (frozen FINs / librosa)
                 nkey = (key, spec["pooling"])
                 if nkey not in frame_norm:
@@ -795,7 +880,13 @@ def run_experiments(
                 **_per_corpus("test", reports["test"]),
             }
             records.append(rec)
-            payload = {"record": rec, "classes": classes, "reports": reports, **fit}
+            payload = {
+                "record": rec,
+                "classes": classes,
+                "reports": reports,
+                **fit,
+                "resume_key": resume_key(p, spec, seed, fingerprint),
+            }
             write_json(out / "metrics" / f"{variant}__seed{seed}.json", payload)
             if p["save_models"] and rec["val_macro_f1"] > best_val.get(variant, -1.0):
                 best_val[variant] = rec["val_macro_f1"]
@@ -930,6 +1021,8 @@ def _run_anchors(
     p: Mapping[str, Any],
     out: Path,
     best_val: dict[str, float],
+    read_back: Any = None,
+    key_of: Any = None,
 ) -> list[dict[str, Any]]:
     """Fit the anchors (``anchors.fit_anchor``) on the train split's 162-dim summary vectors, grid chosen on val,
     scored on val/test/ood like the deep models (ood on ``ESD_EMOTIONS`` only). The MLP is fitted once per seed, the
@@ -943,6 +1036,11 @@ def _run_anchors(
     for name in p["anchors"]:
         seeds = list(p["seeds"]) if name == "mlp" else list(p["seeds"])[:1]
         for seed in seeds:
+            spec = {"variant": f"anchor_{name}", "kind": "anchor", "head": name}
+            rec = read_back(spec, seed) if read_back is not None else None
+            if rec is not None:
+                records.append(rec)
+                continue
             t0 = time.perf_counter()
             fit = _anchors.fit_anchor(
                 name, x["train"], y["train"], x["val"], y["val"], n_classes=len(classes), seed=seed, class_weight=cw
@@ -993,6 +1091,7 @@ def _run_anchors(
                 "classes": list(classes),
                 "reports": reports,
                 "anchor": {"params": fit.params, "grid": fit.grid_scores, "fit_seconds": seconds},
+                "resume_key": key_of(spec, seed) if key_of is not None else None,
             }
             write_json(out / "metrics" / f"{variant}__seed{seed}.json", payload)
             if p["save_models"] and name in _anchors.EXPORTABLE and rec["val_macro_f1"] > best_val.get(variant, -1.0):

@@ -42,13 +42,7 @@ LICENCES = {
     "SAVEE": "research use (University of Surrey; free for research)",
     "CREMA-D": "ODbL 1.0 (database) / DbCL 1.0 (contents)",
 }
-HPARAMS: dict[str, dict] = {
-    "rms": {"epochs": 8, "batch": 512, "lr": 5e-2, "frames": 100_000},
-    "zcr": {"epochs": 8, "batch": 512, "lr": 1e-2, "frames": 100_000},
-    "chroma": {"epochs": 12, "batch": 256, "lr": 2e-2, "frames": 150_000},
-    "mel": {"epochs": 12, "batch": 256, "lr": 5e-2, "frames": None},
-    "mfcc": {"epochs": 8, "batch": 256, "lr": 1e-2, "frames": None},
-}
+HPARAMS: dict[str, dict] = learnt.HPARAMS
 """Per-FIN training settings (``frames``: train frames drawn from the store's train split; None = all)."""
 SHARE: dict[str, float] = {"rms": 0.05, "zcr": 0.05, "chroma": 0.2, "mel": 0.25, "mfcc": 0.45}
 """Share of the time budget per FIN (what one leaves unused goes to the ones after it)."""

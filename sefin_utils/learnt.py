@@ -65,6 +65,9 @@ __all__ = [
     "front_end",
     "loss_for",
     "train_head",
+    "WallClockCosine",
+    "HPARAMS",
+    "power_spectrum",
 ]
 
 LEARNT_NAMES: tuple[str, ...] = ("rms", "zcr", "chroma", "mfcc", "mel")
@@ -75,6 +78,26 @@ N_BINS: int = FRAME_LENGTH // 2 + 1
 CHROMA_GATES: tuple[str, ...] = ("tuning", "learnt")
 """How the chroma FIN mixes its K learnt banks: ``tuning`` = librosa's per-frame tuning estimate (fixed DSP,
 ``layers.TuningWeights``), ``learnt`` = a learnt softmax gate (:class:`LogEnergyGate`)."""
+HPARAMS: dict[str, dict[str, Any]] = {
+    "rms": {"epochs": 8, "batch": 512, "lr": 5e-2, "frames": 100_000},
+    "zcr": {"epochs": 8, "batch": 512, "lr": 1e-2, "frames": 100_000},
+    "chroma": {"epochs": 12, "batch": 256, "lr": 2e-2, "frames": 150_000},
+    "mel": {"epochs": 12, "batch": 256, "lr": 5e-2, "frames": None},
+    "mfcc": {"epochs": 8, "batch": 256, "lr": 1e-2, "frames": None},
+}
+"""Per-FIN training settings of the shipped learnt FINs (``benchmarks/learnt_fins.py``; a run's ``fin_arch: learnt``
+takes ``batch`` and ``lr``): Adam's peak learning rate, frames per batch, epochs and train frames drawn from the frame
+store (None = all)."""
+_WINDOW = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(FRAME_LENGTH) / FRAME_LENGTH)
+
+
+def power_spectrum(frames: np.ndarray) -> np.ndarray:
+    """The fixed front end in NumPy: ``|rfft(hann * frame)|**2`` per row (float64 FFT, float32 result), (n, 2048) ->
+    (n, 1025); the formula of ``layers.PowerSpectrum`` (periodic Hann, as ``scipy.signal.get_window("hann")``)."""
+    spec = np.fft.rfft(np.asarray(frames, dtype=np.float64) * _WINDOW, axis=-1)
+    return (spec.real**2 + spec.imag**2).astype(np.float32)
+
+
 MEL_EPS: float = 1e-10
 
 
@@ -279,10 +302,17 @@ def train_head(
     verbose: int = 2,
     power_weight: float = 0.1,
     warm_start: dict[str, list[np.ndarray]] | None = None,
+    budget_seconds: float | None = None,
     **head_kwargs: Any,
 ) -> tuple[keras.Model, dict]:
     """Train the learnt head of FIN ``name`` on front-end outputs; returns the head (best validation weights) and
-    a log (epochs run, seconds, per-epoch losses)."""
+    a log (epochs run, seconds, per-epoch losses, frames seen).
+
+    ``budget_seconds`` (a wall-clock budget, e.g. ``benchmarks/fin_budget.py``) replaces the epoch-planned schedule:
+    the learning rate decays from ``lr`` on a cosine over the budget's seconds (:class:`WallClockCosine`), training
+    stops at the first batch past the budget (mid-epoch), and the final weights are kept (no early stopping; ``x_val``
+    may then be None). The clock starts before the chroma gate's precompute, which the budget therefore includes.
+    """
     t0 = time.time()  # the training time includes the chroma gate's one-off precompute
     keras.utils.set_random_seed(seed)
     y64 = np.asarray(y_train, dtype=np.float64)
@@ -297,24 +327,29 @@ def train_head(
         k = int(head_kwargs.get("chroma_banks", 11))
         t_gate = time.time()
         x_train = [x_train, tuning_weights(x_train, k)]
-        x_val = [x_val, tuning_weights(x_val, k)]
-        print(f"   chroma: tuning gate of {len(x_train[0])} + {len(x_val[0])} frames in {time.time() - t_gate:.0f} s")
+        x_val = [x_val, tuning_weights(x_val, k)] if x_val is not None else None
+        n_val = len(x_val[0]) if x_val is not None else 0
+        print(f"   chroma: tuning gate of {len(x_train[0])} + {n_val} frames in {time.time() - t_gate:.0f} s")
         inp = keras.Input((N_BINS,), dtype="float32", name="front")
         w_in = keras.Input((k,), dtype="float32", name="gate")
         kw = {**head.learnt_kwargs, "gate_tensor": w_in}
         fit_model = keras.Model([inp, w_in], _graph(name, inp, head.learnt_layers, **kw), name="learnt_chroma_fit")
-    steps = epochs * math.ceil(len(y_train) / batch_size)
-    sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps, alpha=0.01)
-    fit_model.compile(optimizer=keras.optimizers.Adam(sched), loss=loss)
-    cbs: list[keras.callbacks.Callback] = [
-        keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True, monitor="val_loss")
-    ]
-    if max_seconds:
-        cbs.append(_TimeLimit(max_seconds, t0))
+    clock: WallClockCosine | None = None
+    if budget_seconds is not None:
+        clock = WallClockCosine(lr, budget_seconds, t0, n=len(y_train), batch_size=batch_size)
+        fit_model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss)
+        cbs: list[keras.callbacks.Callback] = [clock]
+    else:
+        steps = epochs * math.ceil(len(y_train) / batch_size)
+        sched = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps, alpha=0.01)
+        fit_model.compile(optimizer=keras.optimizers.Adam(sched), loss=loss)
+        cbs = [keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True, monitor="val_loss")]
+        if max_seconds:
+            cbs.append(_TimeLimit(max_seconds, t0))
     hist = fit_model.fit(
         x_train,
         y_train,
-        validation_data=(x_val, y_val),
+        validation_data=(x_val, y_val) if x_val is not None else None,
         epochs=epochs,
         batch_size=batch_size,
         shuffle=True,
@@ -324,12 +359,39 @@ def train_head(
     log = {
         "epochs": len(hist.history["loss"]),
         "seconds": round(time.time() - t0, 1),
+        "frames_seen": clock.frames if clock is not None else len(hist.history["loss"]) * len(y_train),
         "loss": [float(v) for v in hist.history["loss"]],
-        "val_loss": [float(v) for v in hist.history["val_loss"]],
+        "val_loss": [float(v) for v in hist.history.get("val_loss", [])],
         "target_mean": mean.tolist(),
         "target_std": std.tolist(),
     }
     return head, log
+
+
+class WallClockCosine(keras.callbacks.Callback):
+    """Cosine learning-rate decay over a wall-clock budget, stopping at the first batch past it.
+
+    The learning rate at elapsed time ``t`` (seconds since ``t0``) is ``lr * (alpha + (1 - alpha) * (1 + cos(pi *
+    min(t / seconds, 1))) / 2)`` (Keras' ``CosineDecay`` with time for steps), set before every batch; the model must
+    be compiled with a float learning rate. ``frames`` counts the training examples seen (``n`` per epoch, batches of
+    ``batch_size``, the last one shorter).
+    """
+
+    def __init__(self, lr: float, seconds: float, t0: float, *, n: int, batch_size: int, alpha: float = 0.01):
+        super().__init__()
+        self.lr, self.seconds, self.t0, self.alpha = float(lr), float(seconds), float(t0), float(alpha)
+        self.n, self.batch_size = int(n), int(batch_size)
+        self.frames = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        frac = min((time.time() - self.t0) / self.seconds, 1.0)
+        lr = self.lr * (self.alpha + (1.0 - self.alpha) * 0.5 * (1.0 + math.cos(math.pi * frac)))
+        self.model.optimizer.learning_rate.assign(lr)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.frames += min(self.batch_size, self.n - batch * self.batch_size)
+        if time.time() - self.t0 >= self.seconds:
+            self.model.stop_training = True
 
 
 class _TimeLimit(keras.callbacks.Callback):

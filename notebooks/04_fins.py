@@ -18,19 +18,22 @@
 # **Where the Kaggle notebook stopped.** It computed its five features with librosa and averaged them over time.
 #
 # **What the study did.** It replaced librosa by networks that imitate it: five Keras networks, one per feature,
-# each mapping a raw 2048-sample frame to RMS (1), ZCR (1), Chroma STFT (12), MFCC (20) or the mel spectrogram
-# (128): dense or Conv1D(kernel 512, stride 1) nets of
-# 66 k to 984 k parameters, trained hours on V100 GPUs (the stride-1 convolutions cost 200-400 million
-# multiply-adds per frame each). Published R² (test / ESD): RMS .985/.968, ZCR .935/.94, Chroma .932/.917,
-# MFCC .917/.543, Mel .333 uniform (.969 variance-weighted) / .892.
+# each mapping a raw 2048-sample frame to RMS, ZCR, Chroma STFT, MFCC or the mel spectrogram, dense or stride-1
+# Conv1D nets trained on GPUs. Its published R² in domain and on ESD are the `study` columns of the tables below.
 #
-# **What sefin changes, and why.** The `fast` family (default, `fin_arch: fast`) is shaped like the computation it
-# imitates (a power spectrum, then trainable filterbanks initialised at librosa's, log and standardised targets with
-# the inverse inside the model), so it trains in minutes on a CPU at a small fraction of the study's multiply-adds;
-# `fin_init: random` draws its layers after the DFT at random, to see what training alone reaches; `fin_arch: study`
-# builds the published topologies. Model selection uses the validation split; R² is reported on test frames of the
-# four training corpora and on ESD (out of domain), uniform and variance-weighted, beside the study's numbers. Each
-# FIN is saved as `fins/<feature>.keras` with a JSON card and loads with plain `keras.models.load_model`.
+# **What sefin changes, and why.** Two families of FINs, both far cheaper than the study's topologies (the
+# `macs` column: multiply-adds per frame):
+#
+# - **learnt**: every weight starts at random behind a fixed, declared DSP front end (a Hann-windowed FFT power
+#   spectrum) and is trained by imitation; the shipped ones (`models/fins`, trained on the full corpora) are the
+#   study-faithful "FINs pre-trained by imitation" (`fins_from: learnt`), or a run trains its own
+#   (`fin_arch: learnt`);
+# - **analytic**: the `fast` FINs started at librosa's own filterbank, DCT and chroma matrices (`fin_arch: fast`,
+#   `fin_init: librosa`), then fine-tuned: an R² near 1 there comes from the formula, not from imitation.
+#
+# The run's FINs (`fins/`, whichever family the profile names) are what the end-to-end variants of stage 05 use; the
+# other family is scored beside them on the same frames. R² is reported on test frames of the training corpora and
+# on ESD (out of domain), uniform and variance-weighted (and for mel also in dB), beside the study's numbers.
 
 # %% tags=["parameters"]
 profile = "demo"  # params/<profile>.yaml gives every setting: demo (generated corpus), sample, kaggle, tiny
@@ -72,9 +75,9 @@ from sefin_utils import console
 
 console.quiet_kernel()  # first: progress bars and library warnings go to the terminal / kernel log, not this page
 
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from sefin_utils import experiments, report, runs, tables
+from sefin_utils import report, runs, tables
 
 P = runs.stage_params(profile, params)
 RUN = Path(P["run_dir"])
@@ -83,56 +86,39 @@ display(report.start_page(RUN))
 store = runs.open_store(P)
 
 # %% [markdown]
-# ## Train (or reuse) the five FINs
-# Train on every frame of the train split's clips (augmented copies included, a share of padding frames too),
-# select on validation frames, evaluate on test and ESD frames of unaugmented recordings. With `fins_from` set,
-# FINs trained elsewhere (another run's `fins/`) are copied in and scored on this run's frames instead.
+# ## Train (or reuse) the five FINs, and score the other family beside them
+# Trained FINs learn on every frame of the train split's clips (augmented copies included), are selected on validation
+# frames and evaluated on test and ESD frames of unaugmented recordings. With `fins_from` set, FINs trained elsewhere
+# (`learnt`: the shipped ones) are copied in and scored on this run's frames instead.
 
 # %%
 with console.to_log():  # the training log (epoch lines) goes to the terminal / kernel log
-    if P["fins_from"]:
-        table = runs.reuse_fins(store, P["fins_from"], RUN / "fins")
-    else:
-        table = experiments.train_all(store, RUN / "fins", **runs.fin_options(P, store))["table"]
-_ = runs.write_table(table, RUN / "fins" / "r2.csv")
+    stage = runs.fin_stage(P, store)
 
 # %% [markdown]
-# ## R² beside the study's
-# `r2` is the uniform average over output dimensions, `r2_vw` the variance-weighted one; for Mel also in dB.
-# `macs` are multiply-adds per frame.
+# ## The two families beside the study's R²
+# `r2` is the uniform average over output dimensions, `r2_vw` the variance-weighted one, `r2_db` mel in dB; `test`
+# are frames of speakers in this run's test split, `ood` ESD frames. `role` says which family the end-to-end variants
+# use.
 
 # %%
-R2_COLUMNS = [
-    "feature",
-    "params",
-    "macs",
-    "epochs",
-    "r2_test",
-    "study_r2_test",
-    "r2_ood",
-    "study_r2_ood",
-    "r2_vw_test",
-    "study_r2_vw_test",
-    "r2_vw_ood",
-    "study_r2_vw_ood",
-    "r2_db_test",
-]
 tables.people(
-    table,
-    columns=R2_COLUMNS,
-    caption="R² on test frames (training corpora) and ESD frames (out of domain), ours beside the study's",
+    stage["families"],
+    columns=["role", *runs.FAMILY_COLUMNS],
+    caption="R² of both FIN families on this run's test and ESD frames, beside the study's",
+    digits=4,
 )
-
-# %% [markdown]
-# ## Figures
-# Predicted against true values per FIN (test frames: points on the diagonal are perfect imitation), and one
-# utterance's features over time, librosa beside FIN (the two rows of each feature should look alike).
-
-# %%
-FIN_FIGURES = runs.fin_figures(store, RUN / "fins", FIG, prefix="04_fins")
 
 # %% [markdown]
 # ## What the numbers say
 
 # %%
-report.say_fins(table)
+display(Markdown(runs.say_fin_families(stage)))
+
+# %% [markdown]
+# ## Figures
+# Predicted against true values for the run's FINs (test frames: points on the diagonal are perfect imitation), and
+# one utterance's features over time, librosa beside FIN (the two rows of each feature should look alike).
+
+# %%
+FIN_FIGURES = runs.fin_figures(store, RUN / "fins", FIG, prefix="04_fins")

@@ -280,7 +280,7 @@ SCHEMA: dict[str, Type] = {
     "augment_splits": ListOf(Choice(*SPLITS), nullable=True),
     "tuning": Type("choice", choices=("per_frame",), alternatives=(Float(),), nullable=True),
     "tail_frames": BOOL,
-    "fin_arch": Choice("fast", "study"),
+    "fin_arch": Choice("fast", "study", "learnt"),
     "fin_init": Choice("librosa", "random"),
     "fin_epochs": Int(0),
     "fin_batch_size": Int(1),

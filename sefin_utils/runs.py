@@ -319,6 +319,285 @@ def reuse_fins(store: Any, source: str | os.PathLike, fins_dir: Path) -> Any:
     return pd.DataFrame(table)
 
 
+FAMILIES: dict[str, str] = {
+    "learnt": "every weight from a random start behind a fixed FFT front end, trained by imitation",
+    "analytic": "fast FINs started at librosa's own mel filterbank, DCT and chroma matrices, then fine-tuned",
+    "fast, random start": "fast FINs whose layers after the DFT start at random (fin_init: random)",
+    "study": "the study's published topologies (fin_arch: study)",
+}
+"""The FIN families a run can hold, in words (the ``family`` column of the FIN stage's tables)."""
+LEARNT_MAX_FRAMES: dict[str, int] = {"train": 300_000, "val": 20_000}
+"""At most this many frames (seeded subset) train / select a run's own learnt FINs (``fin_arch: learnt``)."""
+SHIPPED_SPEAKERS: str = "speakers.json"
+"""In ``fins.LEARNT_DIR``: the speakers whose frames trained (``train``) and selected (``val``) the shipped FINs."""
+
+
+def fin_family(card: Mapping[str, Any]) -> str:
+    """The family (a key of :data:`FAMILIES`) of a saved FIN from its JSON card; ``unknown`` when the card says
+    neither a learnt family nor an ``arch``."""
+    if card.get("family") == "learnt" or card.get("arch") == "learnt":
+        return "learnt"
+    if card.get("arch") == "fast":
+        return "analytic" if card.get("init", "librosa") == "librosa" else "fast, random start"
+    if card.get("arch") == "study":
+        return "study"
+    return "unknown"
+
+
+def _family_of_dir(fins_dir: Path, names: Sequence[str]) -> str:
+    found = set()
+    for n in names:
+        card = fins_dir / f"{n}.json"
+        found.add(fin_family(io.read_json(card)) if card.is_file() else "unknown")
+    return found.pop() if len(found) == 1 else "mixed"
+
+
+def _real_frames(store: Any, rows: Any, name: str, cap: int, seed: int) -> tuple[Any, Any]:
+    """Raw frames ``(n, 2048)`` and labels ``(n, dim)`` of the real frames of clips ``rows`` (at most ``cap``, a
+    seeded subset)."""
+    import numpy as np
+
+    from sefin_utils import features, training
+
+    rows = np.asarray(rows, dtype=np.int64)
+    r, f = training.frame_index(np.asarray(store.mask)[rows], pad_keep=0.0)
+    if len(r) > cap:
+        pick = np.sort(np.random.default_rng(seed).choice(len(r), size=cap, replace=False))
+        r, f = r[pick], f[pick]
+    r = rows[r]
+    starts = training.frame_starts(store.clips.shape[1], store.labels[name].shape[1])
+    frames = training.gather_frames(store.clips, r, f, starts=starts)
+    labels = np.asarray(store.labels[name][r, f], dtype=np.float32).reshape(len(r), features.FEATURES[name].dim)
+    return frames, labels
+
+
+def train_learnt_fins(P: Mapping[str, Any], store: Any, fins_dir: Path) -> Any:
+    """``fin_arch: learnt``: train the learnt family (``sefin_utils.learnt``, random start) on this run's frames.
+
+    Train on the real frames of the train clips (``fin_max_clips`` as for the other families; at most
+    :data:`LEARNT_MAX_FRAMES`), select on validation frames (early stopping, ``fin_patience``), at most
+    ``fin_epochs`` epochs, each FIN's learning rate and batch from ``learnt.HPARAMS``; score on test and ESD frames;
+    save ``<fins_dir>/<feature>.keras`` + card. Returns the R² table in the layout of ``experiments.train_all``'s.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from sefin_utils import experiments, features, fins, learnt, study
+
+    opts = fin_options(P, store)
+    seed = int(opts["seed"])
+    split_rows = {
+        "train": opts.get("train_rows", store.select(split="train")),
+        "val": store.select(split="val", augmentation="orig"),
+        "test": store.select(split="test", augmentation="orig"),
+        "ood": store.select(split="ood", augmentation="orig"),
+    }
+    fins_dir = Path(fins_dir)
+    table = []
+    for name in [n for n in learnt.LEARNT_NAMES if n in features.FEATURES]:
+        hp = learnt.HPARAMS[name]
+        x_tr, y_tr = _real_frames(store, split_rows["train"], name, LEARNT_MAX_FRAMES["train"], seed)
+        x_va, y_va = _real_frames(store, split_rows["val"], name, LEARNT_MAX_FRAMES["val"], seed + 1)
+        if not len(x_tr) or not len(x_va):
+            raise ValueError(f"learnt FIN {name}: no real frames in the train or val split of this run's store")
+        front = learnt.FRONT_ENDS[name]
+        prep = learnt.power_spectrum if front == "power" else (lambda x: x)
+        head, log = learnt.train_head(
+            name, prep(x_tr), y_tr, prep(x_va), y_va, seed=seed, epochs=int(opts["epochs"]), batch_size=hp["batch"],
+            lr=hp["lr"], patience=int(opts["patience"]), verbose=int(opts["verbose"]),
+        )  # fmt: skip
+        model = learnt.build_learnt_fin(name, head)
+        row: dict[str, Any] = {
+            "feature": name,
+            "arch": "learnt",
+            "init": "random",
+            "params": int(model.count_params()),
+            "macs": fins.count_macs(model),
+            "epochs": int(log["epochs"]),
+            "epoch_s": log["seconds"] / max(int(log["epochs"]), 1),
+        }
+        metrics = {}
+        for split in ("test", "ood"):
+            if len(split_rows[split]):
+                pred, true = experiments.predict_store(model, store, split_rows[split], name)
+                metrics[split] = experiments.evaluate_fin(true, pred, name)
+                row.update({f"{k}_{split}": v for k, v in metrics[split].items()})
+        row.update({f"study_{k}": v for k, v in study.FIN_R2[name].items()})
+        table.append(row)
+        card = {
+            "feature": name,
+            "family": "learnt",
+            "arch": "learnt",
+            "init": "random",
+            "front_end": front,
+            "params": row["params"],
+            "macs_per_frame": row["macs"],
+            "training": {**{k: log[k] for k in ("epochs", "seconds", "val_loss")}, "lr": hp["lr"], "seed": seed},
+            "data": {"train_frames": int(len(x_tr)), "val_frames": int(len(x_va)), "source": "this run's store"},
+            "metrics": metrics,
+            "study": dict(study.FIN_R2[name]),
+        }
+        fins.save_fin(model, fins_dir / f"{name}.keras", card)
+        del x_tr, y_tr, x_va, y_va
+    return pd.DataFrame(table).astype({"epochs": np.int64})
+
+
+def shipped_speaker_overlap(store: Any) -> dict[str, Any] | None:
+    """How many of this run's test speakers trained or selected the shipped learnt FINs (:data:`SHIPPED_SPEAKERS`):
+    ``{"test_speakers", "seen", "seen_in": {"train": n, "val": n}}``; None when the list or the speaker column is
+    missing."""
+    from sefin_utils import fins
+
+    path = fins.LEARNT_DIR / SHIPPED_SPEAKERS
+    index = store.index
+    if not path.is_file() or "speaker_key" not in index.columns:
+        return None
+    shipped = io.read_json(path)
+    test = set(map(str, index.loc[index["split"] == "test", "speaker_key"]))
+    seen_in = {k: len(test & set(shipped.get(k, []))) for k in ("train", "val")}
+    return {"test_speakers": len(test), "seen": len(test & set(shipped["train"]) | test & set(shipped["val"])),
+            "seen_in": seen_in}  # fmt: skip
+
+
+def fin_stage(P: Mapping[str, Any], store: Any) -> dict[str, Any]:
+    """The FIN stage: the run's FINs (``<run_dir>/fins``, what the end-to-end variants use) and the other family
+    beside them, both scored on this run's test and ESD frames.
+
+    The run's FINs: copied from ``fins_from`` (:func:`reuse_fins`; ``learnt`` = the shipped ones), else trained as
+    ``fin_arch`` says (:func:`train_learnt_fins` for ``learnt``, ``experiments.train_all`` otherwise). Beside them:
+    the analytic family (fast, librosa start, the ``fin_*`` settings; ``<run_dir>/fins/analytic``) when the run's are
+    learnt, else the shipped learnt FINs (``<run_dir>/fins/learnt``, scored only).
+
+    Writes ``fins/r2.csv`` (the run's FINs, with a ``family`` column) and ``fins/families.csv`` (both families, a
+    ``role`` column). Returns ``{"table": r2, "families": both, "family": the run's, "beside": the other,
+    "overlap": shipped_speaker_overlap(store) when shipped learnt FINs are scored on real data, else None}``.
+    """
+    import pandas as pd
+
+    from sefin_utils import experiments
+
+    fins_dir = Path(P["run_dir"]) / "fins"
+    if P["fins_from"]:
+        table = reuse_fins(store, P["fins_from"], fins_dir)
+    elif P["fin_arch"] == "learnt":
+        table = train_learnt_fins(P, store, fins_dir)
+    else:
+        table = experiments.train_all(store, fins_dir, **fin_options(P, store))["table"]
+    family = _family_of_dir(fins_dir, list(table["feature"]))
+    table = table.assign(family=family)
+    shipped = str(P["fins_from"]) == "learnt"
+    if family == "learnt":
+        beside = "analytic"
+        opts = {**fin_options(P, store), "arch": "fast", "init": "librosa"}
+        other = experiments.train_all(store, fins_dir / "analytic", **opts)["table"]
+    else:
+        beside, shipped = "learnt", True
+        other = reuse_fins(store, "learnt", fins_dir / "learnt")
+    other = other.assign(family=beside)
+    families = pd.concat(
+        [table.assign(role="used by the end-to-end variants"), other.assign(role="beside, for comparison")],
+        ignore_index=True,
+    )
+    order = {n: i for i, n in enumerate(table["feature"])}
+    families = families.sort_values(["feature", "role"], key=lambda c: c.map(order) if c.name == "feature" else c)
+    write_table(table, fins_dir / "r2.csv")
+    write_table(families, fins_dir / "families.csv")
+    return {
+        "table": table,
+        "families": families.reset_index(drop=True),
+        "family": family,
+        "beside": beside,
+        # speaker ids of the generated demo corpus only look like the real corpora's: no overlap to report there
+        "overlap": shipped_speaker_overlap(store) if shipped and not is_generated(P) else None,
+    }
+
+
+FAMILY_COLUMNS: tuple[str, ...] = (
+    "feature",
+    "family",
+    "params",
+    "macs",
+    "epochs",
+    "r2_test",
+    "r2_vw_test",
+    "r2_db_test",
+    "study_r2_test",
+    "study_r2_vw_test",
+    "r2_ood",
+    "r2_vw_ood",
+    "r2_db_ood",
+    "study_r2_ood",
+    "study_r2_vw_ood",
+)
+"""Columns of the FIN stage's side-by-side table (uniform, variance-weighted and, for mel, dB R²)."""
+
+
+def say_fin_families(stage: Mapping[str, Any]) -> str:
+    """What the FIN stage's side-by-side says, in Markdown, computed from :func:`fin_stage`'s result: which family
+    the end-to-end variants use, each family's R² per feature in and out of domain beside the study's (the score
+    read: uniform R², variance-weighted for mel), which fall below the study's, and how many test speakers the
+    shipped learnt FINs had seen."""
+    import pandas as pd
+
+    from sefin_utils import study
+
+    fam = stage["families"]
+    used, beside = stage["family"], stage["beside"]
+    parts = [
+        f"The end-to-end variants (stage 05) use the **{used}** FINs ({FAMILIES.get(used, 'see their cards')}); "
+        f"beside them, for comparison, the **{beside}** family ({FAMILIES.get(beside, 'see their cards')})."
+    ]
+    below: dict[str, list[str]] = {used: [], beside: []}
+    for name, g in fam.groupby("feature", sort=False):
+        pub = study.FIN_R2.get(str(name), {})
+        key = "r2_vw" if name == "mel" else "r2"
+        texts = []
+        for r in g.itertuples(index=False):
+            d = r._asdict()
+            t, o = d.get(f"{key}_test"), d.get(f"{key}_ood")
+            texts.append(f"{d['family']} {_fmt4(t)} / {_fmt4(o)}")
+            for val, ref in ((t, pub.get(f"{key}_test")), (o, pub.get(f"{key}_ood"))):
+                if ref is not None and val is not None and not pd.isna(val) and val < ref:
+                    below.setdefault(str(d["family"]), []).append(str(name))
+        ref = f"{_fmt4(pub.get(f'{key}_test'))} / {_fmt4(pub.get(f'{key}_ood'))}"
+        label = f"{name}{' (variance-weighted)' if key == 'r2_vw' else ''}"
+        parts.append(f"{label}: {'; '.join(texts)} (study {ref}).")
+    for f, names in below.items():
+        names = sorted(set(names), key=list(fam["feature"]).index)
+        parts.append(
+            f"The {f} family is below the study's R² for {', '.join(names)}." if names
+            else f"The {f} family is at or above the study's R² on every feature, in domain and on ESD."
+        )  # fmt: skip
+    mel = fam[fam["feature"] == "mel"]
+    if "r2_ood" in mel.columns and (mel["r2_ood"] < 0).any():
+        parts.append(
+            "Mel's uniform R² in power units on ESD is negative: ESD is recorded at 16 kHz, so its bands above 8 kHz "
+            "are near zero with almost no variance, and tiny errors there give huge negative per-band R²; the "
+            "variance-weighted and dB R² are the scores to read."
+        )
+    ov = stage.get("overlap")
+    if ov is not None and ov["test_speakers"]:
+        if ov["seen"]:
+            parts.append(
+                f"{ov['seen']} of this run's {ov['test_speakers']} test speakers were among the speakers whose frames "
+                f"trained ({ov['seen_in']['train']}) or selected ({ov['seen_in']['val']}) the shipped learnt FINs, "
+                "so their in-domain R² here is not on unseen speakers only; their cards give it on unseen speakers."
+            )
+        else:
+            parts.append(
+                f"None of this run's {ov['test_speakers']} test speakers trained or selected the shipped learnt FINs."
+            )
+    return "\n\n".join(parts)
+
+
+def _fmt4(v: Any) -> str:
+    import math
+
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{float(v):.4f}"
+
+
 RESULT_DIRS: tuple[str, ...] = ("baseline", "ser")
 """Run-folder subfolders holding ``experiments.run_experiments`` outputs (stage 02 and stage 05)."""
 

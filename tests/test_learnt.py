@@ -189,3 +189,110 @@ def test_keras_imported_before_sefin_utils_still_gets_the_layers():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.split() == ["True", "True"], out.stdout + out.stderr[-3000:]
+
+
+class _Store:
+    """A minimal clip store of six tone clips (train x3, val, test, ood) with every feature's exact labels."""
+
+    def __init__(self):
+        import pandas as pd
+
+        from sefin_utils.constants import CLIP_SAMPLES, SR
+
+        rng = np.random.default_rng(0)
+        t = np.arange(CLIP_SAMPLES) / SR
+        self.clips = np.stack(
+            [
+                (0.05 + 0.1 * i) * np.sin(2 * np.pi * f * t * (1 + t / 4)) + 0.01 * rng.standard_normal(t.shape)
+                for i, f in enumerate((150, 220, 330, 180, 260, 200))
+            ]
+        ).astype(np.float32)
+        labels = [features.frame_labels(c) for c in self.clips]
+        self.labels = {n: np.stack([lab[n] for lab in labels]) for n in features.FEATURES}
+        self.mask = np.ones(self.labels["rms"].shape[:2], bool)
+        self.index = pd.DataFrame(
+            {
+                "clip_id": [f"c{i}" for i in range(6)],
+                "split": ["train", "train", "train", "val", "test", "ood"],
+                "augmentation": "orig",
+                "corpus": ["X"] * 5 + ["ESD"],
+                "speaker_key": ["A", "A", "B", "C", "CREMA-D:1004", "ESD:0020"],
+            }
+        )
+
+    def select(self, *, split=None, augmentation=None):
+        keep = np.ones(len(self.index), bool)
+        if split is not None:
+            keep &= (self.index["split"] == split).to_numpy()
+        if augmentation is not None:
+            keep &= (self.index["augmentation"] == augmentation).to_numpy()
+        return np.flatnonzero(keep)
+
+
+def _fin_params(run_dir: Path, **kw) -> dict:
+    P = {
+        "run_dir": str(run_dir),
+        "data_root": str(run_dir),  # real data for the overlap check (a folder that is not the generated corpus)
+        "fins_from": None,
+        "fin_arch": "fast",
+        "fin_init": "librosa",
+        "fin_epochs": 1,
+        "fin_batch_size": 256,
+        "fin_lr": 1e-3,
+        "fin_strategy": "default",
+        "seed": 0,
+        "fin_patience": 1,
+        "fin_max_clips": None,
+    }
+    return {**P, **kw}
+
+
+@pytest.fixture(scope="module")
+def fake_store():
+    return _Store()
+
+
+@pytest.mark.skipif(not (MODELS / "mel.keras").is_file(), reason="no shipped learnt FINs in models/fins")
+def test_fin_stage_scores_the_shipped_learnt_family_beside_the_analytic_one(tmp_path, fake_store):
+    import pandas as pd
+
+    from sefin_utils import runs
+
+    stage = runs.fin_stage(_fin_params(tmp_path), fake_store)
+    assert stage["family"] == "analytic" and stage["beside"] == "learnt"
+    fam = pd.read_csv(tmp_path / "fins" / "families.csv")
+    assert sorted(fam["family"].unique()) == ["analytic", "learnt"] and len(fam) == 2 * len(features.FEATURES)
+    assert (pd.read_csv(tmp_path / "fins" / "r2.csv")["family"] == "analytic").all()
+    assert all((tmp_path / "fins" / "learnt" / f"{n}.keras").is_file() for n in learnt.LEARNT_NAMES)
+    assert np.isfinite(fam[["r2_test", "r2_ood"]].to_numpy(float)).all()
+    # the one test speaker (CREMA-D:1004) trained the shipped FINs: the text must say so
+    assert stage["overlap"] == {"test_speakers": 1, "seen": 1, "seen_in": {"train": 1, "val": 0}}
+    text = runs.say_fin_families(stage)
+    assert "use the **analytic** FINs" in text and "1 of this run's 1 test speakers" in text
+    assert "mel (variance-weighted): " in text
+
+
+def test_fin_arch_learnt_trains_the_learnt_family_on_the_run_with_the_analytic_beside(tmp_path, fake_store):
+    from sefin_utils import profile, runs
+
+    assert profile.validate({"fin_arch": "learnt"}) == {"fin_arch": "learnt"}
+    with pytest.raises(profile.ParamError, match="fin_arch"):
+        profile.validate({"fin_arch": "learned"})
+    stage = runs.fin_stage(_fin_params(tmp_path, fin_arch="learnt"), fake_store)
+    assert stage["family"] == "learnt" and stage["beside"] == "analytic" and stage["overlap"] is None
+    card = fins.read_card(tmp_path / "fins" / "mel.keras")
+    assert card["family"] == "learnt" and card["init"] == "random" and card["data"]["train_frames"] > 0
+    assert (tmp_path / "fins" / "analytic" / "mel.keras").is_file()
+    loaded = fins.load_fins(tmp_path / "fins")  # what the end-to-end variants load
+    assert set(loaded) == set(learnt.LEARNT_NAMES) and loaded["mel"].name == "fin_mel_learnt"
+    fam = stage["families"]
+    assert list(fam["feature"].unique()) == list(learnt.LEARNT_NAMES)
+
+
+def test_sample_and_kaggle_profiles_use_the_shipped_learnt_fins():
+    from sefin_utils import profile
+
+    for name in ("sample", "kaggle"):
+        assert profile.load_profile(name, overrides={"data_root": None})["fins_from"] == "learnt", name
+    for name in ("demo", "tiny"):
+        assert profile.load_profile(name)["fins_from"] is None, name

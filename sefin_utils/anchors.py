@@ -43,12 +43,14 @@ EXPORTABLE: tuple[str, ...] = ("logreg", "mlp")
 GRIDS: Mapping[str, Sequence[Mapping[str, Any]]] = {
     "logreg": ({"C": 0.1}, {"C": 1.0}, {"C": 0.01}, {"C": 10.0}),
     "svm_rbf": ({"C": 1.0}, {"C": 10.0}, {"C": 3.0}),
-    "mlp": ({"alpha": 1e-2}, {"alpha": 1e-1}, {"alpha": 1e-3}),
+    "mlp": ({"alpha": 1e-2}, {"alpha": 1e-1}, {"alpha": 1.0}, {"alpha": 1e-3}),
 }
 """Hyper-parameter values tried per anchor, selected on validation macro-F1 (first = default when tied)."""
 
 MLP_HIDDEN: tuple[int, ...] = (256,)
 """Hidden layer sizes of the MLP anchor."""
+MLP_MAX_ITER: int = 500
+"""Adam epochs of the MLP anchor (scikit-learn's ``max_iter``; it stops earlier when the train loss stops falling)."""
 
 
 @dataclass
@@ -82,11 +84,13 @@ def _estimator(name: str, params: Mapping[str, Any], *, seed: int, class_weight:
         svc = SVC(kernel="rbf", gamma="scale", class_weight=class_weight, **params)
         return CalibratedClassifierCV(svc, method="sigmoid", ensemble=False)
     if name == "mlp":  # MLPClassifier has no class_weight: the balanced variant is not available for it
+        # Trained to convergence, regularised by the alpha grid chosen on the run's validation split. Its own
+        # early_stopping held out 10 % of the train clips (19 in the demo) and stopped at iteration ~30 whatever
+        # alpha: demo val macro-F1 .262 against .50 without it (measured on the demo store, seed 0).
         return MLPClassifier(
             hidden_layer_sizes=MLP_HIDDEN,
-            max_iter=400,
-            early_stopping=True,
-            n_iter_no_change=20,
+            max_iter=MLP_MAX_ITER,
+            early_stopping=False,
             random_state=seed,
             **params,
         )

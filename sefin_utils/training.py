@@ -82,15 +82,10 @@ class ValMacroF1(keras.callbacks.Callback):
         super().__init__()
         self._ds = val_ds
         self._y = np.asarray(y_val, dtype=int)
-        self._labels = np.unique(self._y)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        from sklearn.metrics import f1_score
-
-        pred = np.argmax(np.asarray(self.model.predict(self._ds, verbose=0)), axis=1)
-        f1 = f1_score(self._y, pred, labels=self._labels, average="macro", zero_division=0)
         if logs is not None:
-            logs["val_macro_f1"] = float(f1)
+            logs["val_macro_f1"] = _macro_f1(self.model, self._ds, self._y)
 
 
 MONITORS: dict[str, str] = {"val_loss": "min", "val_macro_f1": "max"}
@@ -133,14 +128,17 @@ def fit(
     ``EarlyStopping(monitor="val_loss", patience, min_delta, restore_best_weights=True)`` and
     ``ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-6)``. With
     ``keep_initial`` the validation loss of the initial weights is measured first, and they are put back when no
-    epoch beats it. ``run_eagerly`` skips graph tracing (for tiny test runs). Datasets are already shuffled (seeded).
+    epoch beats it (with ``monitor="val_macro_f1"`` the initial weights' validation macro-F1 is the score to beat: a
+    warm-started model is never made worse on validation by fine-tuning). ``run_eagerly`` skips graph tracing (for
+    tiny test runs). Datasets are already shuffled (seeded).
 
     Returns
     -------
     dict
         ``history`` (per-epoch lists), ``epoch_seconds``, ``s_per_epoch`` (median after the first, compiling epoch),
         ``first_epoch_s``, ``epochs_run``, ``best_epoch`` (1-based), ``best_val_loss``; with ``keep_initial`` also
-        ``initial_val_loss`` and ``kept_initial`` (``best_val_loss`` then counts the initial weights too).
+        ``initial_val_loss``, ``initial_score`` (on ``monitor``) and ``kept_initial`` (the best values then count the
+        initial weights too; ``best_epoch`` 0 when they were kept).
     """
     if monitor not in MONITORS:
         raise ValueError(f"monitor must be one of {sorted(MONITORS)}, got {monitor!r}")
@@ -167,6 +165,7 @@ def fit(
     if keep_initial:
         initial = model.get_weights()
         init_loss = float(np.ravel(model.evaluate(val_ds, verbose=0))[0])
+        init_score = init_loss if monitor == "val_loss" else _macro_f1(model, val_ds, y_val)
     log = _EpochLog(epochs, model.name, progress)
     mode = MONITORS[monitor]
     stop = keras.callbacks.EarlyStopping(
@@ -210,12 +209,26 @@ def fit(
     if "val_macro_f1" in history:
         out["best_val_macro_f1"] = float(history["val_macro_f1"][best])
     if keep_initial:
-        best_loss = min(val_loss or [math.inf])
-        kept = not best_loss < init_loss
+        best_score = (min if mode == "min" else max)(score or [math.inf if mode == "min" else -math.inf])
+        kept = not (best_score < init_score if mode == "min" else best_score > init_score)
         if kept:
             model.set_weights(initial)
-        out.update(initial_val_loss=init_loss, best_val_loss=min(best_loss, init_loss), kept_initial=kept)
+        out.update(initial_val_loss=init_loss, initial_score=init_score, kept_initial=kept)
+        if monitor == "val_loss":
+            out["best_val_loss"] = min(best_score, init_loss)
+        elif kept:
+            out.update(best_val_loss=init_loss, best_val_macro_f1=init_score, best_epoch=0)
     return out
+
+
+def _macro_f1(model: keras.Model, ds: Any, y: np.ndarray) -> float:
+    """Macro-F1 of ``model`` on dataset ``ds`` with labels ``y`` (the classes present in ``y``, as
+    :class:`ValMacroF1`)."""
+    from sklearn.metrics import f1_score
+
+    y = np.asarray(y, dtype=int)
+    pred = np.argmax(np.asarray(model.predict(ds, verbose=0)), axis=1)
+    return float(f1_score(y, pred, labels=np.unique(y), average="macro", zero_division=0))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -569,12 +582,14 @@ def train_classifier(
     select: str = "val_loss",
     weight_decay: float = 0.0,
     lr_schedule: str = "plateau",
+    keep_initial: bool = False,
 ) -> dict[str, Any]:
     """Compile (Adam, sparse cross-entropy, accuracy) and :func:`fit` with early stopping on ``select``.
 
     ``select``: ``val_loss`` (default here) or ``val_macro_f1`` (what ``experiments.run_experiments`` uses by
     default: the epoch with the best validation macro-F1 is restored). ``weight_decay`` and ``lr_schedule``: see
-    :func:`fit`.
+    :func:`fit`. ``keep_initial``: the given weights are kept when no epoch beats them on ``select`` (fine-tuning a
+    warm-started model).
 
     The weights of the epoch with the lowest validation loss are restored at the end (never the last epoch when
     validation loss rose); ReduceLROnPlateau halves the learning rate after ``max(1, patience // 2)`` flat epochs.
@@ -605,6 +620,7 @@ def train_classifier(
         weight_decay=weight_decay,
         lr_schedule=lr_schedule,
         steps_per_epoch=math.ceil(len(y_train) / batch_size),
+        keep_initial=keep_initial,
     )
 
 

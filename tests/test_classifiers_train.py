@@ -90,6 +90,8 @@ def test_no_variant_collapses_to_one_class(fins: dict[str, keras.Model], tmp_pat
         "class_weight": "balanced",
         "progress": False,
         "run_eagerly": True,
+        "finetune_epochs": 1,  # trainable FINs: the head first on the frozen FINs, then one epoch of everything
+        "finetune_lr": 1e-3,
     }
     res = experiments.run_experiments(store, None, tmp_path, params=params, fins=fins)
     expected = {
@@ -110,6 +112,12 @@ def test_no_variant_collapses_to_one_class(fins: dict[str, keras.Model], tmp_pat
         confusion = np.asarray(payload["reports"]["test"]["overall"]["confusion"])
         predicted = int((confusion.sum(axis=0) > 0).sum())
         assert predicted > 1, f"{rec['variant']} predicts one class for every test clip"
+    warm = {
+        v: json.loads((tmp_path / "metrics" / f"{v}__seed0.json").read_text())["warm_start"]
+        for v in ("e2e_finetuned", "e2e_random")
+    }
+    assert warm["e2e_finetuned"]["reused"] is True  # e2e_frozen's head, same FINs and seed
+    assert warm["e2e_random"]["reused"] is False and warm["e2e_random"]["epochs_run"] >= 1
     # every non-SVM model was saved and reloads as a full model of its input kind
     for v in expected:
         assert (tmp_path / "models" / f"{v}.keras").is_file()
@@ -163,3 +171,24 @@ def test_selection_on_validation_macro_f1_restores_the_best_epoch() -> None:
 
     pred = np.argmax(np.asarray(model(x, training=False)), axis=1)
     assert f1_score(y_val, pred, labels=np.unique(y_val), average="macro", zero_division=0) == pytest.approx(max(f1))
+
+
+def test_fine_tuning_a_warm_start_never_makes_validation_worse() -> None:
+    """keep_initial with selection on validation macro-F1: when no epoch beats the starting weights (here a head that
+    already fits the validation labels, fine-tuned towards conflicting ones), those weights are put back."""
+    rng = np.random.default_rng(0)
+    x = {"summary": rng.standard_normal((32, 162)).astype("float32")}
+    y_val = np.arange(32) % 4
+    y_conflict = (np.arange(32) + 1) % 4
+    inp = keras.Input(shape=(162,), name="summary")  # a linear head: 32 points in 162 dimensions are separable
+    out = keras.layers.Dense(8, activation="softmax", kernel_initializer=keras.initializers.GlorotUniform(1))(inp)
+    model = keras.Model({"summary": inp}, out)
+    args = dict(batch_size=8, seed=0, patience=2, progress=False, run_eagerly=True, select="val_macro_f1")
+    training.train_classifier(model, x, y_val, x, y_val, epochs=20, lr=3e-2, **{**args, "patience": 20})
+    before = np.asarray(model(x, training=False))
+    start = training._macro_f1(model, training.make_dataset(x, None, batch_size=8), y_val)
+    fit = training.train_classifier(model, x, y_conflict, x, y_val, epochs=2, lr=3e-2, keep_initial=True, **args)
+    assert start == 1.0  # the set-up: nothing can beat the starting weights
+    assert fit["initial_score"] == start and max(fit["history"]["val_macro_f1"]) < start
+    assert fit["kept_initial"] and fit["best_epoch"] == 0 and fit["best_val_macro_f1"] == start
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), before, atol=1e-6)

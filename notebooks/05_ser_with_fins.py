@@ -97,6 +97,16 @@ tables.people(
 )
 
 # %% [markdown]
+# ## What a user would pick instead
+# The scikit-learn anchors (stage 2: logistic regression, RBF-SVM and an MLP on the standardised 162-dim vector, same
+# train clips, same test and ESD recordings) beside the sefin model with the best validation macro-F1.
+
+# %%
+all_results = runs.load_results(P)
+display(report.anchors_table(all_results))
+report.say_anchors(all_results)
+
+# %% [markdown]
 # ## Figures
 # Test macro-F1 per model beside the study's; per model the confusion matrix (the diagonal is correct, a full column
 # is a class predicted for everything) and the training curves (the marked epoch is the one kept); with the
@@ -118,4 +128,4 @@ tables.card_table(json.loads((bundle_dir / "card.json").read_text()))
 # ## What the numbers say
 
 # %%
-report.say_models(runs.load_results(P), n_classes=len(class_names(P["calm"])), run_dir=RUN)
+report.say_models(all_results, n_classes=len(class_names(P["calm"])), run_dir=RUN)

@@ -6,8 +6,9 @@ so that no sentence about the run's numbers can contradict its tables. The repor
 stages' results with :func:`collect_results`, writes them with :func:`write_results` and names its main figures
 with :func:`set_main_figures`; the runner then renders every executed notebook to HTML and calls
 :func:`build_index`, which copies the figures and tables into the report folder and writes an index: banner, the
-run's profile, data, machine, date and wall time per stage, the headline beside the study's logged numbers, and the
-main figures in an even grid.
+run's profile, data, machine, date and wall time per stage, the headline beside the study's logged numbers, what a
+user would pick instead (the scikit-learn anchors beside the best sefin model, :func:`anchors_table`), and the main
+figures in an even grid.
 
 This module never imports Keras or the runner: it reads the run folder (``params.json``, ``environment.json``,
 ``stages/*.json``, the result tables) only.
@@ -254,6 +255,104 @@ def headline(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ANCHOR_WHAT: dict[str, str] = {
+    "anchor_logreg": "logistic regression (scikit-learn)",
+    "anchor_svm_rbf": "RBF-kernel SVM (scikit-learn)",
+    "anchor_mlp": "one-hidden-layer MLP (scikit-learn)",
+}
+"""What each anchor is, in words, for the "what a user would pick instead" table."""
+
+
+def best_sefin_model(results: pd.DataFrame, *, metric: str = "val_macro_f1") -> str | None:
+    """The sefin model (not an anchor, not the ablation) with the best mean validation score: the one a reader
+    compares with the anchors (the test split is never looked at to choose it). None when the run has none."""
+    df = results
+    if "kind" in df.columns:
+        df = df[~df["kind"].isin(["anchor", "ablation"])]
+    if df.empty:
+        return None
+    means = df.groupby("variant", sort=False)[metric].mean().sort_values(ascending=False, kind="stable")
+    return str(means.index[0])
+
+
+def anchors_beside(results: pd.DataFrame) -> pd.DataFrame:
+    """What a user would pick instead: the scikit-learn anchors (``kind == "anchor"``) and the best sefin model
+    (:func:`best_sefin_model`) in the headline's rows and columns (:func:`headline`), each with what it is and its
+    test macro-F1 minus the best sefin model's (``vs best sefin``). Empty when the run trained no anchor.
+
+    Model names are the run's variant names, as in every other table and figure.
+    """
+    if "kind" not in results.columns or not results["kind"].eq("anchor").any():
+        return pd.DataFrame()
+    best = best_sefin_model(results)
+    keep = results["kind"].eq("anchor") | (results["variant"] == best)
+    head = headline(results[keep])
+    anchors_first = head["model"].map(lambda v: 0 if v in ANCHOR_WHAT else 1)
+    head = head.assign(_order=anchors_first).sort_values("_order", kind="stable").drop(columns="_order")
+    what = [ANCHOR_WHAT.get(m, "best sefin model on validation macro-F1") for m in head["model"]]
+    head.insert(1, "what", what)
+    ref = head.loc[head["model"] == best, "test macro-F1"]
+    head["vs best sefin"] = head["test macro-F1"] - (float(ref.iloc[0]) if len(ref) else float("nan"))
+    return head.drop(columns=["study accuracy", "study macro-F1"], errors="ignore").reset_index(drop=True)
+
+
+def anchors_table(results: pd.DataFrame) -> tables.Table:
+    """:func:`anchors_beside` as a people table (mean ± sd where a model has two seeds or more)."""
+    beside = anchors_beside(results)
+    if beside.empty:
+        return tables.Table(pd.DataFrame({"": ["this run trained no anchor (param anchors is empty)"]}))
+    shown = format_headline(beside)
+    shown.insert(1, "what", beside["what"])
+    shown["test macro-F1 vs best sefin"] = [
+        "" if pd.isna(v) or m not in ANCHOR_WHAT else ("+" if v > 0 else "") + tables.fmt(float(v))
+        for v, m in zip(beside["vs best sefin"], beside["model"], strict=True)
+    ]
+    cap = (
+        "The scikit-learn anchors on the standardised 162-dim vector, trained on the same train clips and scored "
+        "on the same test and ESD recordings, beside the sefin model with the best validation macro-F1; last "
+        "column: test macro-F1 minus that model's (negative: the anchor is worse)."
+    )
+    return tables.Table(shown, caption=cap, rename={c: c for c in shown.columns})
+
+
+def say_anchors(results: pd.DataFrame, *, metric: str = "test_macro_f1") -> _Markdown:
+    """ "What the numbers say" about the anchors: the best sefin model (on validation) against the best anchor and
+    the logistic regression in test macro-F1, and whether each difference exceeds the larger sd over seeds."""
+    if "kind" not in results.columns or not results["kind"].eq("anchor").any():
+        return _Markdown("This run trained no anchor, so there is nothing to compare sefin's models with.")
+    best = best_sefin_model(results)
+    if best is None:
+        return _Markdown("This run trained only anchors.")
+    label = tables.readable(metric)
+
+    def stats(v: str) -> tuple[float, float]:
+        x = results.loc[results["variant"] == v, metric]
+        return float(x.mean()), (float(x.std(ddof=1)) if len(x) > 1 else float("nan"))
+
+    anchors = results[results["kind"] == "anchor"].groupby("variant", sort=False)[metric].mean()
+    top = str(anchors.idxmax())
+    m, sd = stats(best)
+    shown = tables.mean_sd(results.loc[results["variant"] == best, metric])
+    parts = [f"The best sefin model on validation, {best}, scores {label} {shown}."]
+    for anchor in dict.fromkeys([a for a in ("anchor_logreg",) if a in anchors.index] + [top]):
+        am, asd = stats(anchor)
+        diff = m - am
+        where = "above" if diff > 0 else "below" if diff < 0 else "level with"
+        spread = np.nanmax([sd, asd]) if not (np.isnan(sd) and np.isnan(asd)) else float("nan")
+        tail = (
+            "with one seed there is no spread to compare the difference with"
+            if np.isnan(spread)
+            else f"the difference {'exceeds' if abs(diff) > spread else 'does not exceed'} the larger sd over seeds "
+            f"({tables.fmt(float(spread))})"
+        )
+        best_word = " (the best anchor)" if anchor == top else ""
+        parts.append(
+            f"{anchor}{best_word} scores {tables.mean_sd(results.loc[results['variant'] == anchor, metric])}: "
+            f"{best} is {tables.fmt(abs(diff))} {where} it; {tail}."
+        )
+    return _Markdown(" ".join(parts))
+
+
 def format_headline(head: pd.DataFrame) -> pd.DataFrame:
     """The headline for reading: ``mean ± sd`` where a model has two seeds or more (the bare mean otherwise),
     3 decimals, the number of seeds, the study's numbers last."""
@@ -299,12 +398,17 @@ def write_table(
 
 
 def write_results(results: pd.DataFrame, run_dir: Path) -> dict[str, Path]:
-    """Write the full results table and the headline table to ``<run_dir>/report/`` (CSV + HTML each)."""
+    """Write the full results table and the headline table to ``<run_dir>/report/`` (CSV + HTML each), and
+    ``anchors.csv`` (:func:`anchors_beside`) when the run trained anchors."""
     out = Path(run_dir) / REPORT_SUBDIR
     text = banner_text(run_dir)
     res_csv, res_html = write_table(results, out, "results", title="sefin results: every model and seed", banner=text)
     head = headline(results)
     head_csv, _ = write_table(head, out, "headline", title="sefin headline", banner=text)
+    beside = anchors_beside(results)
+    written = {}
+    if not beside.empty:
+        written["anchors.csv"] = write_csv(beside, out / "anchors.csv")
     head_html = out / "headline.html"
     atomic_write_text(
         head_html,
@@ -313,7 +417,13 @@ def write_results(results: pd.DataFrame, run_dir: Path) -> dict[str, Path]:
             (f'<div class="banner">{html.escape(text)}</div>' if text else "") + headline_table(head).to_html(),
         ),
     )
-    return {"results.csv": res_csv, "results.html": res_html, "headline.csv": head_csv, "headline.html": head_html}
+    return {
+        "results.csv": res_csv,
+        "results.html": res_html,
+        "headline.csv": head_csv,
+        "headline.html": head_html,
+        **written,
+    }
 
 
 def set_main_figures(run_dir: Path, figures: Sequence[str | os.PathLike]) -> Path:
@@ -587,7 +697,8 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
 
     The index leads with the generated-data banner (when so) and the run's facts (profile, data, protocol, seeds,
     machine, date, wall time per stage with links to each stage's page with and without code), then the headline
-    beside the study's logged numbers, the main figures in a two-column grid with captions, the skipped files, the
+    beside the study's logged numbers, the anchors beside the best sefin model (:func:`anchors_table`, when the run
+    trained anchors), the main figures in a two-column grid with captions, the skipped files, the
     other figures and the params. ``stages`` (objects with ``name`` and ``notebook``) default to the stamps in
     ``<run_dir>/stages`` and the pages in ``report_dir``.
     """
@@ -599,7 +710,7 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
         fig_out.mkdir(exist_ok=True)
         for f in figures:
             shutil.copy2(f, fig_out / f.name)
-    for name in ("results.csv", "results.html", "headline.csv", "headline.html"):
+    for name in ("results.csv", "results.html", "headline.csv", "headline.html", "anchors.csv"):
         src = run_dir / REPORT_SUBDIR / name
         if src.is_file():
             shutil.copy2(src, report_dir / name)
@@ -676,6 +787,13 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
         parts.append(
             '<p>Every model and seed: <a href="results.html">results.html</a> (<a href="results.csv">CSV</a>).</p>'
         )
+        res_csv = run_dir / REPORT_SUBDIR / "results.csv"
+        if res_csv.is_file():
+            res = pd.read_csv(res_csv)
+            if "kind" in res.columns and res["kind"].eq("anchor").any():
+                parts.append("<h2>What a user would pick instead</h2>")
+                parts.append(anchors_table(res).to_html())
+                parts.append(f"<p>{html.escape(say_anchors(res).text)}</p>")
     else:
         parts.append("<p><em>No results yet: the report stage has not run.</em></p>")
     main_path = run_dir / REPORT_SUBDIR / "main_figures.json"

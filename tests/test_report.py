@@ -171,6 +171,31 @@ def test_say_labels_and_fins() -> None:
 # ------------------------------------------------------------------------------------------------------ index
 
 
+def _with_anchors() -> pd.DataFrame:
+    anchors = [
+        {**r, "variant": v, "kind": "anchor", "test_macro_f1": f1, "val_macro_f1": 0.4, "seed": 0}
+        for v, f1 in (("anchor_logreg", 0.45), ("anchor_svm_rbf", 0.40))
+        for r in [_results().iloc[0].to_dict()]
+    ]
+    return pd.concat([_results(), pd.DataFrame(anchors)], ignore_index=True)
+
+
+def test_anchors_beside_the_best_sefin_model_computed_from_the_run() -> None:
+    res = _with_anchors()
+    assert report.best_sefin_model(res) == "baseline_kaggle"  # by validation, never the ablation or an anchor
+    beside = report.anchors_beside(res)
+    assert list(beside["model"]) == ["anchor_logreg", "anchor_svm_rbf", "baseline_kaggle"]
+    assert beside.loc[0, "vs best sefin"] == pytest.approx(0.45 - 0.51)
+    shown = report.anchors_table(res).frame
+    assert list(shown["test macro-F1 vs best sefin"]) == ["-0.060", "-0.110", ""]
+    assert shown.loc[2, "test macro-F1"] == "0.510 ± 0.014"
+    text = report.say_anchors(res).text
+    assert "baseline_kaggle, scores test macro-F1 0.510 ± 0.014" in text
+    assert "anchor_logreg (the best anchor) scores 0.450: baseline_kaggle is 0.060 above it" in text
+    assert "exceeds the larger sd" in text
+    assert report.anchors_beside(_results()).empty and "no anchor" in report.say_anchors(_results()).text
+
+
 def _run(tmp_path: Path, *, data_root: str | None) -> tuple[Path, Path]:
     import matplotlib.pyplot as plt
 
@@ -190,7 +215,7 @@ def _run(tmp_path: Path, *, data_root: str | None) -> tuple[Path, Path]:
         ax.plot([0, 1])
         fig.savefig(run_dir / "figures" / name)
         plt.close(fig)
-    report.write_results(_results(), run_dir)
+    report.write_results(_with_anchors(), run_dir)
     report.set_main_figures(run_dir, ["01_counts.png", "05_ser_headline.png"])
     return run_dir, report_dir
 
@@ -202,6 +227,8 @@ def test_index_gives_the_run_facts_headline_once_and_a_figure_grid(tmp_path: Pat
     for fact in ("<code>x</code>", "generated demo corpus", "CPU cores", "12 s", "2 (0, 1)", "01_data.nocode.html"):
         assert fact in index, fact
     assert index.count("study accuracy") == 1  # the study's numbers beside ours, once
+    assert index.index("Headline") < index.index("What a user would pick instead") < index.index("Main figures")
+    assert "logistic regression (scikit-learn)" in index and (run_dir / "report" / "anchors.csv").is_file()
     assert "0.510 ± 0.014" in index and "class='grid'" in index
     assert "Recordings per emotion" in index  # captions say what to look at
     assert report.page_problems(index, generated=True) == []

@@ -832,7 +832,7 @@ def run_experiments(
             )
             epochs = int(spec.get("epochs") or p["epochs"])
             warm = None
-            if spec["fin_trainable"] and p["finetune_epochs"] is not None:  # head first, then everything
+            if spec.get("fin_trainable") and p["finetune_epochs"] is not None:  # head first, then everything
                 key_head = (spec["head"], ablation_code(sources), spec["fin_init"], seed)
                 warm = _warm_start_head(
                     model, heads.get(key_head), data, y, spec, seed, n_classes, norm, p, epochs, fit_args

@@ -51,12 +51,14 @@ from tqdm.auto import tqdm
 from sefin_utils.constants import CLIP_SAMPLES, FRAME_LENGTH, N_FRAMES
 from sefin_utils.features import ABLATION_SOURCES, FEATURES, KAGGLE, SUMMARY_ORDER, Composition
 from sefin_utils.layers import (
+    FilterBank,
     FrameClips,
     MaskedAttentionPool,
     MaskedFrames,
     MaskedMean,
     MaskedStats,
     MergeFrames,
+    SoftZeroCrossingRate,
     SplitFrames,
 )
 
@@ -229,7 +231,13 @@ def _reseed_config(cfg: Any, s: _Seeds) -> Any:
 
 
 def clone_fin(fin: keras.Model, *, init: str = "pretrained", seed: int = 0) -> keras.Model:
-    """An independent copy of a FIN: same weights (``pretrained``) or re-initialised (``random``, seeded)."""
+    """An independent copy of a FIN: same weights (``pretrained``) or re-initialised (``random``, seeded).
+
+    ``random``: every seeded initializer gets a fresh seed; a ``fast`` FIN (one with a ``FilterBank`` or a
+    ``SoftZeroCrossingRate``) is then drawn as ``fins.build_fin(init="random")`` draws it (``fins._randomise``:
+    filterbanks U(0, 1), Dense kernels N(0, 1/fan_in)). Its filterbanks' initializer is ``ones``, which no seed
+    changes: re-seeding alone gave 128 identical mel bands and 12 identical chroma bins, so the 162 pooled values of
+    the demo's ``e2e_random`` spanned 5 dimensions (singular values 162, 51, 10, 2.9, 0.1, then 0)."""
     if init not in FIN_INITS:
         raise ValueError(f"fin_init must be one of {FIN_INITS}, got {init!r}")
     s = _Seeds(seed + 7_919)
@@ -243,6 +251,10 @@ def clone_fin(fin: keras.Model, *, init: str = "pretrained", seed: int = 0) -> k
     clone = keras.models.clone_model(fin, clone_function=reinit)
     if init == "pretrained":
         clone.set_weights(fin.get_weights())
+    elif any(isinstance(layer, FilterBank | SoftZeroCrossingRate) for layer in clone.layers):
+        from sefin_utils import fins
+
+        fins._randomise(clone, np.random.default_rng(seed + 7_919))
     return clone
 
 

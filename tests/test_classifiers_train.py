@@ -192,3 +192,19 @@ def test_fine_tuning_a_warm_start_never_makes_validation_worse() -> None:
     assert fit["initial_score"] == start and max(fit["history"]["val_macro_f1"]) < start
     assert fit["kept_initial"] and fit["best_epoch"] == 0 and fit["best_val_macro_f1"] == start
     np.testing.assert_allclose(np.asarray(model(x, training=False)), before, atol=1e-6)
+
+
+def test_random_clone_of_a_fast_fin_redraws_its_filterbanks() -> None:
+    """clone_fin(init="random") of a fast FIN draws it as fins.build_fin(init="random") does: its filterbanks (whose
+    initializer, ones, no seed changes) are redrawn, so the mel bands differ instead of being 128 copies of one sum."""
+    from sefin_utils import fins as fins_module
+
+    fin = fins_module.build_fin("mel", arch="fast")
+    clone = classifiers.clone_fin(fin, init="random", seed=3)
+    again = classifiers.clone_fin(fin, init="random", seed=3)
+    frames = np.random.default_rng(0).standard_normal((16, 2048)).astype("float32")
+    out = np.asarray(clone(frames, training=False))
+    assert out.shape == (16, 128) and np.ptp(out, axis=1).min() > 0  # the bands of a frame are not all equal
+    assert np.linalg.matrix_rank(out) == 16
+    np.testing.assert_array_equal(out, np.asarray(again(frames, training=False)))  # seeded
+    assert not np.allclose(out, np.asarray(fin(frames, training=False)))

@@ -331,6 +331,8 @@ FAMILIES: dict[str, str] = {
 """The FIN families a run can hold, in words (the ``family`` column of the FIN stage's tables)."""
 LEARNT_MAX_FRAMES: dict[str, int] = {"train": 300_000, "val": 20_000}
 """At most this many frames (seeded subset) train / select a run's own learnt FINs (``fin_arch: learnt``)."""
+USED_ROLE: str = "used by the end-to-end variants"
+"""The ``role`` of the run's own FINs in the FIN stage's side-by-side (the other family's: beside, for comparison)."""
 SHIPPED_SPEAKERS: str = "speakers.json"
 """In ``fins.LEARNT_DIR``: the speakers whose frames trained (``train``) and selected (``val``) the shipped FINs."""
 
@@ -498,11 +500,12 @@ def fin_stage(P: Mapping[str, Any], store: Any) -> dict[str, Any]:
         other = reuse_fins(store, "learnt", fins_dir / "learnt")
     other = other.assign(family=beside)
     families = pd.concat(
-        [table.assign(role="used by the end-to-end variants"), other.assign(role="beside, for comparison")],
+        [table.assign(role=USED_ROLE), other.assign(role="beside, for comparison")],
         ignore_index=True,
     )
     order = {n: i for i, n in enumerate(table["feature"])}
-    families = families.sort_values(["feature", "role"], key=lambda c: c.map(order) if c.name == "feature" else c)
+    families = families.assign(_f=families["feature"].map(order), _r=(families["role"] != USED_ROLE).astype(int))
+    families = families.sort_values(["_f", "_r"], kind="stable").drop(columns=["_f", "_r"])
     write_table(table, fins_dir / "r2.csv")
     write_table(families, fins_dir / "families.csv")
     return {

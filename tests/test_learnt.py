@@ -296,3 +296,16 @@ def test_sample_and_kaggle_profiles_use_the_shipped_learnt_fins():
         assert profile.load_profile(name, overrides={"data_root": None})["fins_from"] == "learnt", name
     for name in ("demo", "tiny"):
         assert profile.load_profile(name)["fins_from"] is None, name
+
+
+def test_train_head_on_a_wall_clock_budget_stops_mid_epoch_and_counts_frames(tiny):
+    import time
+
+    x, y = np.repeat(tiny["power"], 40, axis=0), np.repeat(tiny["mel"], 40, axis=0)  # 3,840 frames, 15 batches
+    t0 = time.time()
+    head, log = learnt.train_head("mel", x, y, None, None, epochs=10_000, batch_size=256, budget_seconds=3.0, verbose=0)
+    assert 3.0 <= time.time() - t0 < 60 and log["val_loss"] == []
+    assert 0 < log["frames_seen"] and log["frames_seen"] % 256 in (0, len(x) % 256)
+    assert log["epochs"] == -(-log["frames_seen"] // len(x))  # the epoch it stopped in counts
+    clock = learnt.WallClockCosine(0.1, 10.0, time.time() - 10.0, n=10, batch_size=4)
+    assert clock.frames == 0 and clock.n == 10

@@ -25,9 +25,13 @@
 #
 # **What sefin changes, and why.** Per-feature standardisation inside every model (the study's baseline had none
 # and its FIN models a single scalar BatchNorm over all 162 features); the mean over frames ignores zero-padding
-# frames; the epoch is chosen on validation loss (the study evaluated its last epoch although validation loss rose);
+# frames; the epoch is chosen on validation macro-F1 (`ser_select`; the study evaluated its last epoch although
+# validation loss rose); models with trainable FINs first train their head on the frozen FINs, then fine-tune
+# everything (`ser_finetune_epochs`; the warm start is kept unless an epoch beats it on validation); beside the
+# study's mean over frames, statistics pooling and a small temporal model keep the time course (`ser_pooling`);
 # seeds, several of them for the headline comparison where time allows; the split protocol is named beside every
-# number. The model with the best *validation* macro-F1 (baseline included) becomes the run's predict bundle.
+# number. The model with the best *validation* macro-F1 (anchors and baselines included) becomes the run's predict
+# bundle.
 
 # %% tags=["parameters"]
 profile = "demo"  # params/<profile>.yaml gives every setting: demo (generated corpus), sample, kaggle, tiny

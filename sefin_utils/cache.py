@@ -758,6 +758,40 @@ def _labels_layer(root: Path, clips_dir: Path, rows: pd.DataFrame, params: dict[
 
 
 # --------------------------------------------------------------------------------------------------- public API
+def build_arrays(
+    final: str | Path,
+    arrays: Mapping[str, tuple[tuple[int, ...], str]],
+    chunks: Sequence[tuple[int, int]],
+    fn: Callable[[tuple[int, int]], Mapping[str, np.ndarray]],
+    *,
+    key: str,
+    progress: bool = False,
+) -> Path:
+    """Build a layer of ``.npy`` arrays under ``final`` with this module's engine (resumable from per-chunk markers,
+    locked, moved into place with one ``os.replace``), computing in this process: ``fn((start, stop))`` returns each
+    array's rows ``[start, stop)``. A complete layer is returned as it is. Used by ``featcache`` (per-frame FIN outputs,
+    spectra), whose ``fn`` runs Keras models that cannot move to worker processes.
+
+    Parameters
+    ----------
+    final : the layer directory (``cache_root/<kind>-<key>``).
+    arrays : file stem -> (shape, dtype); every shape's first axis is the clip row.
+    chunks : row ranges, one task each.
+    key : written into the partial layout, so that a partial layer of another key is never resumed.
+    """
+    layer = _Layer(
+        name=Path(final).name.split("-")[0],
+        final=Path(final),
+        arrays=dict(arrays),
+        tasks=[{"rows": tuple(map(int, c))} for c in chunks],
+        task_rows=[tuple(map(int, c)) for c in chunks],
+        fn=lambda task: dict(fn(task["rows"])),
+        layout_extra={"key": key},
+    )
+    with _Workers(1) as pool:
+        return _build_layer(layer, workers=pool, progress=progress)
+
+
 def default_workers() -> int:
     """CPU cores this process may use (the affinity mask where the OS has one, e.g. in containers)."""
     try:

@@ -404,13 +404,15 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "pooling": ["mean"],
     "anchors": [],
     "resume": True,
+    "feature_cache": True,
+    "cached_spectra": True,
 }
 
 RESUME_VERSION: int = 1
 """Part of every model's resume key (:func:`resume_key`): bump to retrain every stored model."""
 _NOT_IN_KEY: frozenset[str] = frozenset(
     {"head", "heads", "variants", "pooling", "ablation", "ablation_codes", "ablation_epochs", "anchors", "seeds"}
-    | {"progress", "save_models", "resume", "baseline_unstandardized", "ablation_fin_trainable"}
+    | {"progress", "save_models", "resume", "baseline_unstandardized", "ablation_fin_trainable", "feature_cache"}
 )
 """Params that choose which models run (each spec carries what it uses of them) or how a run reports progress: they
 do not change a given (variant, seed)'s result, so they are left out of its resume key."""
@@ -595,6 +597,18 @@ def resume_key(p: Mapping[str, Any], spec: Mapping[str, Any], seed: int, fingerp
     )
 
 
+def _input_kind(spec: Mapping[str, Any]) -> str:
+    """What a model trained on (column ``inputs``): ``summary`` (baselines), ``pooled`` (frozen FINs' cached pooled
+    outputs), ``per_frame`` (cached per-frame vectors), ``spectra`` (cached power spectra) or ``clip`` (direct)."""
+    if spec["kind"] == "baseline":
+        return "summary"
+    if spec.get("shortcut"):
+        return "pooled"
+    if spec.get("frame_shortcut"):
+        return "per_frame"
+    return "spectra" if spec.get("cached") else "clip"
+
+
 def _read_back(out: Path, variant: str, seed: int, key: str, *, save_models: bool) -> dict[str, Any] | None:
     """The results row of ``metrics/<variant>__seed<seed>.json`` when it was written for ``key`` (and, when models are
     saved, ``models/<variant>.keras`` exists); None otherwise (the model is trained)."""
@@ -682,6 +696,7 @@ def run_experiments(
 
     records: list[dict[str, Any]] = []
     best_val: dict[str, float] = {}
+    root = featcache.cache_root(store) if p["feature_cache"] else None
     fingerprint = {
         "store": featcache.store_key(store),
         "fins": {n: featcache.fin_hash(m) for n, m in (fins or {}).items()},
@@ -711,6 +726,9 @@ def run_experiments(
             and not spec["fin_trainable"]
             and spec["fin_init"] == "pretrained"
         )
+        spec["cached"] = bool(
+            p["cached_spectra"] and spec["kind"] != "baseline" and not spec["shortcut"] and spec["pooling"] == "mean"
+        )
     done = {(spec["variant"], seed): read_back(spec, seed) for spec in specs for seed in spec["seeds"]}
     done = {k: v for k, v in done.items() if v is not None}
     todo = [spec for spec in specs if any((spec["variant"], seed) not in done for seed in spec["seeds"])]
@@ -722,13 +740,9 @@ def run_experiments(
                 continue
             lab = pooled_label_parts(store, r)
             parts[s] = {("librosa", n): lab[n] for n in FEATURE_NAMES}
-            if need:
-                x = make_inputs(store, r, ALL_FIN, clip_mode="clip")
-                pooled = pooled_fin_outputs(
-                    {n: fins[n] for n in need}, x["clip"], x["mask"], batch_size=int(p["batch_size"])
-                )
-                parts[s].update({("fin", n): v for n, v in pooled.items()})
-                del x, pooled
+            for n in need:  # the frozen FINs' pooled outputs, computed once per FIN and store (featcache)
+                pooled = featcache.fin_outputs(store, n, fins[n], root=root, batch_size=int(p["batch_size"]))["pooled"]
+                parts[s][("fin", n)] = np.asarray(pooled[r], dtype="float32")
 
     heads: dict[tuple, dict[str, list[np.ndarray]]] = {}
     input_cache: dict[tuple, dict[str, dict[str, np.ndarray]]] = {}
@@ -743,7 +757,7 @@ def run_experiments(
             if key not in input_cache:
                 input_cache.clear()
                 input_cache[key] = {
-                    s: per_frame_vectors(store, r, sources, fins or {}, batch_size=int(p["batch_size"]))
+                    s: per_frame_vectors(store, r, sources, fins or {}, batch_size=int(p["batch_size"]), root=root)
                     for s, r in rows.items()
                     if len(r)
                 }
@@ -753,6 +767,29 @@ def run_experiments(
             if key not in input_cache:
                 input_cache.clear()
                 input_cache[key] = {s: {"summary": assemble_pooled(parts[s], sources)} for s in parts}
+        elif spec["cached"]:  # fine-tuned / random-init FINs on the cached spectra (featcache)
+            sources = spec["sources"]
+            key = ("spectra", ablation_code(sources))
+            if key not in input_cache:
+                input_cache.clear()
+                probe, _ = featcache.build_cached_end_to_end(
+                    fins=fins or {},
+                    sources=sources,
+                    fin_trainable=True,
+                    head=spec["head"],
+                    n_classes=n_classes,
+                    norm_mean=np.zeros(N_SUMMARY_DIM),
+                    norm_var=np.ones(N_SUMMARY_DIM),
+                    n_frames=int(store.mask.shape[1]),
+                    clip_samples=int(store.clips.shape[1]),
+                )
+                names = list(probe.input)
+                keras.backend.clear_session(free_memory=True)
+                input_cache[key] = {
+                    s: featcache.cached_inputs(store, r, names, fins or {}, root=root, progress=bool(p["progress"]))
+                    for s, r in rows.items()
+                    if len(r)
+                }
         elif spec["kind"] == "baseline":
             key: tuple = ("summary",)
             mode, sources = "summary", None
@@ -760,7 +797,7 @@ def run_experiments(
             sources = spec["sources"]
             key = tuple(model_input_names(sources))
             mode = "clip"
-        if key not in input_cache and not (spec["shortcut"] or spec["frame_shortcut"]):
+        if key not in input_cache and not (spec["shortcut"] or spec["frame_shortcut"] or spec["cached"]):
             input_cache.clear()  # keep one input set in memory at a time
             input_cache[key] = {s: make_inputs(store, r, sources, clip_mode=mode) for s, r in rows.items() if len(r)}
         data = input_cache[key]
@@ -791,6 +828,27 @@ def run_experiments(
                     spec["head"], n_classes, norm_mean=lab_mean, norm_var=lab_var, seed=seed, dropout=p["dropout"]
                 )
                 lr = p["lr"]
+            elif spec["cached"]:
+                e2e_args = dict(
+                    fins=fins or {},
+                    sources=sources,
+                    fin_trainable=spec["fin_trainable"],
+                    head=spec["head"],
+                    n_classes=n_classes,
+                    fin_init=spec["fin_init"],
+                    seed=seed,
+                    dropout=p["dropout"],
+                )
+                shape = {"n_frames": int(store.mask.shape[1]), "clip_samples": int(store.clips.shape[1])}
+                norm = (lab_mean, lab_var)
+                if spec["fin_init"] == "random":  # the random FINs' own scale, not the librosa labels'
+                    norm = featcache.own_norm_stats(
+                        {**e2e_args, **shape}, data["train"], batch_size=int(p["batch_size"])
+                    )
+                model, wrappers = featcache.build_cached_end_to_end(
+                    **e2e_args, **shape, norm_mean=norm[0], norm_var=norm[1], name=spec["variant"]
+                )
+                lr = p["finetune_lr"] if (spec["fin_trainable"] and p["finetune_lr"]) else p["lr"]
             elif spec["kind"] == "baseline":
                 model = build_baseline(
                     spec["head"],
@@ -868,6 +926,15 @@ def run_experiments(
                     restrict_to=list(ESD_EMOTIONS) if s == "ood" else None,
                 )
             variant = spec["variant"]
+            if spec["cached"]:  # trained on cached spectra: the full end-to-end model, checked on a few val clips
+                model = featcache.assemble_end_to_end(
+                    model,
+                    wrappers,
+                    {**e2e_args, **shape, "norm_mean": norm[0], "norm_var": norm[1], "name": variant},
+                    store,
+                    rows["val"],
+                    data["val"],
+                )
             if spec["shortcut"] or spec["frame_shortcut"]:  # trained on precomputed inputs: build the full model
                 model = _assemble(
                     model,
@@ -900,6 +967,7 @@ def run_experiments(
                 "best_epoch": fit["best_epoch"],
                 "s_per_epoch": fit["s_per_epoch"],
                 "shortcut": spec["shortcut"],
+                "inputs": _input_kind(spec),
                 **_flat("val", reports["val"]),
                 **_flat("test", reports["test"]),
                 **_flat("ood", reports["ood"]),
@@ -994,30 +1062,22 @@ def per_frame_vectors(
     *,
     batch_size: int = 32,
     n_frames: int = N_FRAMES,
+    root: str | Path | None | bool = True,
 ) -> dict[str, np.ndarray]:
     """The per-frame vectors an end-to-end model with frozen pre-trained FINs (or librosa labels) pools:
     ``per_frame`` (n, n_frames, 162) in ``SUMMARY_ORDER`` and ``mask`` (n, n_frames), float32.
 
-    FIN-sourced features run the FINs once (inference mode, the same framing layers as :func:`build_end_to_end`);
-    librosa-sourced ones are the cached labels.
+    FIN-sourced features are the FINs' outputs on every frame (inference mode, the framing of
+    :func:`build_end_to_end`), computed once per FIN and store and cached on disk (``featcache.fin_outputs``; ``root``
+    as there); librosa-sourced ones are the cached labels. ``n_frames`` is the store's (kept for callers).
     """
     rows = np.asarray(rows, dtype=np.int64)
     mask = np.asarray(store.mask[rows], dtype="float32")
     need = [n for n in FEATURE_NAMES if sources[n] == "fin"]
-    fin_out: dict[str, np.ndarray] = {}
-    if need:
-        clip_in = keras.Input(shape=(store.clips.shape[1],), name="clip")
-        flat = MergeFrames()(FrameClips(n_frames=n_frames)(clip_in))
-        outputs = {}
-        for name in need:
-            clone = clone_fin(fins[name], init="pretrained")
-            clone = keras.Model(clone.input, clone.output, name=f"fin_{name}")
-            clone.trainable = False
-            outputs[name] = SplitFrames(n_frames)(clone(flat))
-        model = keras.Model({"clip": clip_in}, outputs)
-        x = {"clip": np.asarray(store.clips[rows], dtype="float32")}
-        pred = model.predict(make_dataset(x, None, batch_size=batch_size), verbose=0)
-        fin_out = {n: np.asarray(pred[n], dtype="float32") for n in need}
+    fin_out = {
+        n: np.asarray(featcache.fin_outputs(store, n, fins[n], root=root, batch_size=batch_size)["frames"][rows])
+        for n in need
+    }
     parts = [
         fin_out[n] if sources[n] == "fin" else np.asarray(store.labels[n][rows], dtype="float32")
         for n in _features.KAGGLE.order

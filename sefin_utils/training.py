@@ -508,6 +508,41 @@ def train_fin(
 # classifier data and training
 
 
+class RowView:
+    """Rows ``rows`` of an array (a memmap: nothing is read until indexed), as float32.
+
+    ``view[idx]`` reads ``array[rows[idx]]`` (``idx`` an int array, a slice or an int); ``np.asarray(view)`` reads every
+    row. :func:`make_dataset` streams views batch by batch (rows sorted within a batch, so a memmap reads forward).
+    """
+
+    def __init__(self, array: Any, rows: np.ndarray | None = None) -> None:
+        self.array = array
+        self.rows = np.arange(len(array), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows), *tuple(array.shape[1:]))
+        self.dtype = np.dtype("float32")
+        self.nbytes = int(np.prod(self.shape)) * 4
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        rows = self.rows[idx]
+        if np.ndim(rows) == 0:
+            return np.asarray(self.array[int(rows)], dtype="float32")
+        rows = np.asarray(rows)
+        if len(rows) > 1 and np.all(rows[1:] == rows[:-1] + 1):  # a contiguous run: one slice read
+            return np.asarray(self.array[int(rows[0]) : int(rows[-1]) + 1], dtype="float32")
+        return np.asarray(self.array[rows], dtype="float32")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[slice(None)]
+        return out if dtype is None else out.astype(dtype)
+
+
+def _nbytes(v: Any) -> int:
+    return int(v.nbytes) if hasattr(v, "nbytes") else int(np.asarray(v).nbytes)
+
+
 def _n_rows(inputs: Mapping[str, np.ndarray]) -> int:
     lens = {k: len(v) for k, v in inputs.items()}
     if len(set(lens.values())) != 1:
@@ -532,8 +567,9 @@ def make_dataset(
     import tensorflow as tf
 
     n = _n_rows(inputs)
-    if sum(np.asarray(v).nbytes for v in inputs.values()) <= max_tensor_bytes:
-        data = dict(inputs) if y is None else (dict(inputs), np.asarray(y))
+    if sum(_nbytes(v) for v in inputs.values()) <= max_tensor_bytes:
+        arrays = {k: np.asarray(v) for k, v in inputs.items()}
+        data = arrays if y is None else (arrays, np.asarray(y))
         ds = tf.data.Dataset.from_tensor_slices(data)
         if shuffle:
             ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
@@ -546,12 +582,12 @@ def make_dataset(
         order = rng.permutation(n) if shuffle else np.arange(n)
         for start in range(0, n, batch_size):
             b = np.sort(order[start : start + batch_size])
-            x = {k: np.asarray(v[b], dtype="float32") for k, v in inputs.items()}
+            x = {k: np.asarray(v[b], dtype="float32") for k, v in inputs.items()}  # RowView: one read per batch
             yield x if labels is None else (x, labels[b])
 
     x_sig = {k: tf.TensorSpec((None, *np.shape(v)[1:]), tf.float32) for k, v in inputs.items()}
     sig = x_sig if labels is None else (x_sig, tf.TensorSpec((None,), tf.as_dtype(labels.dtype)))
-    return tf.data.Dataset.from_generator(batches, output_signature=sig).prefetch(2)
+    return tf.data.Dataset.from_generator(batches, output_signature=sig).prefetch(tf.data.AUTOTUNE)
 
 
 def balanced_class_weight(y: np.ndarray, n_classes: int) -> dict[int, float]:

@@ -1026,7 +1026,10 @@ def _warm_start_head(
 
     t0 = time.perf_counter()
     if trained_head is None:
-        pooled = keras.Model(model.inputs, model.get_layer("masked_mean").output)
+        names = {layer.name for layer in model.layers}  # a model on cached spectra pools per feature
+        pooled = keras.Model(
+            model.inputs, model.get_layer("pooled_vector" if "pooled_vector" in names else "masked_mean").output
+        )
         x = {
             s: {"summary": np.asarray(pooled.predict(make_dataset(data[s], None, batch_size=64), verbose=0))}
             for s in ("train", "val")

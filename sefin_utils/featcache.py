@@ -1,10 +1,21 @@
-"""Fingerprints and on-disk caches of work that does not change while the classifiers train.
+"""Fingerprints, on-disk caches of work that does not change while the classifiers train, and the end-to-end model
+that trains from them (issue 14).
 
-Fingerprints (the keys of the resume files and of the caches below)
+Fingerprints (the keys of the resume files and of the caches)
     :func:`store_key` names a ClipStore's content (its directory name, which ``cache.build`` derives from every input
     and param; the data's own hash for an in-memory stand-in), :func:`fin_hash` a FIN's content (weights, layer
     classes and configs; never its file's bytes, which carry a save date), :func:`code_hash` the code of some sefin
     modules (their syntax trees without docstrings: comments, docstrings and formatting never change a key).
+Caches (memory-mapped float32 ``.npy`` layers beside the store's, built by ``cache.build_arrays``: resumable, locked,
+atomic)
+    :func:`fin_outputs` (``finout-<key>/``): a frozen FIN's output on every frame and its masked mean per clip;
+    :func:`spectra` (``spectra-<key>/``): the FINs' fixed front end, the power spectrum of every frame, its masked
+    mean, and the chroma FINs' tuning gate.
+Models on cached inputs
+    :func:`build_cached_end_to_end` is ``classifiers.build_end_to_end`` (mean pooling) fed by the cached spectra
+    (:func:`fin_front` says how each FIN is fed; a linear FIN runs once per clip on ``power_mean``);
+    :func:`copy_into_end_to_end` / :func:`assemble_end_to_end` move its weights into the full model (clip in);
+    :func:`cached_inputs` gives its inputs as row views of the memmaps.
 """
 
 from __future__ import annotations
@@ -21,7 +32,22 @@ import numpy as np
 from sefin_utils.constants import FRAME_LENGTH
 from sefin_utils.io import stable_hash
 
-__all__ = ["code_hash", "fin_hash", "store_key"]
+__all__ = [
+    "LINEAR_LAYERS",
+    "assemble_end_to_end",
+    "build_cached_end_to_end",
+    "cache_root",
+    "cached_inputs",
+    "code_hash",
+    "copy_into_end_to_end",
+    "fin_front",
+    "fin_hash",
+    "fin_outputs",
+    "own_norm_stats",
+    "spectra",
+    "store_key",
+    "tuning_layers",
+]
 
 
 def _array_digest(h: Any, arr: Any) -> None:

@@ -172,6 +172,11 @@ def train_all(
         ``table`` (DataFrame, one row per FIN, the study's numbers in ``study_*`` columns), ``cards`` and ``paths``.
     """
     check_arch(arch)
+    if arch == "learnt":  # its own recipe (front-end outputs, loss, schedule): the generic loop would mis-train it
+        raise ValueError(
+            "train_all trains the fast and study families; the learnt family has its own recipe: "
+            "runs.train_learnt_fins (the FIN stage with fin_arch: learnt) or learnt.train_head"
+        )
     names = [check_name(n) for n in (features or tuple(_features.FEATURES))]
     out_dir = Path(out_dir)
     strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy

@@ -309,3 +309,8 @@ def test_train_head_on_a_wall_clock_budget_stops_mid_epoch_and_counts_frames(tin
     assert log["epochs"] == -(-log["frames_seen"] // len(x))  # the epoch it stopped in counts
     clock = learnt.WallClockCosine(0.1, 10.0, time.time() - 10.0, n=10, batch_size=4)
     assert clock.frames == 0 and clock.n == 10
+
+
+def test_train_all_refuses_the_learnt_family(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="train_learnt_fins"):
+        experiments.train_all(None, tmp_path, arch="learnt")

@@ -702,6 +702,7 @@ def run_experiments(
     records: list[dict[str, Any]] = []
     best_val: dict[str, float] = {}
     root = featcache.cache_root(store) if p["feature_cache"] else None
+    tunings = featcache.tuning_layers(fins) if fins else None  # one spectra layer serves every FIN (featcache)
     fingerprint = {
         "store": featcache.store_key(store),
         "fins": {n: featcache.fin_hash(m) for n, m in (fins or {}).items()},
@@ -746,7 +747,9 @@ def run_experiments(
             lab = pooled_label_parts(store, r)
             parts[s] = {("librosa", n): lab[n] for n in FEATURE_NAMES}
             for n in need:  # the frozen FINs' pooled outputs, computed once per FIN and store (featcache)
-                pooled = featcache.fin_outputs(store, n, fins[n], root=root, batch_size=int(p["batch_size"]))["pooled"]
+                pooled = featcache.fin_outputs(
+                    store, n, fins[n], root=root, batch_size=int(p["batch_size"]), spectra_of=tunings
+                )["pooled"]
                 parts[s][("fin", n)] = np.asarray(pooled[r], dtype="float32")
 
     heads: dict[tuple, dict[str, list[np.ndarray]]] = {}
@@ -1082,8 +1085,13 @@ def per_frame_vectors(
     rows = np.asarray(rows, dtype=np.int64)
     mask = np.asarray(store.mask[rows], dtype="float32")
     need = [n for n in FEATURE_NAMES if sources[n] == "fin"]
+    tunings = featcache.tuning_layers(fins) if need else None
     fin_out = {
-        n: np.asarray(featcache.fin_outputs(store, n, fins[n], root=root, batch_size=batch_size)["frames"][rows])
+        n: np.asarray(
+            featcache.fin_outputs(store, n, fins[n], root=root, batch_size=batch_size, spectra_of=tunings)["frames"][
+                rows
+            ]
+        )
         for n in need
     }
     parts = [

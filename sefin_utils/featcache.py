@@ -197,6 +197,7 @@ def fin_outputs(
     root: str | Path | None | bool = True,
     batch_size: int = 64,
     progress: bool = False,
+    spectra_of: Sequence[Any] | None = None,
 ) -> dict[str, np.ndarray]:
     """A frozen pre-trained FIN's outputs on every clip of ``store``, computed once and cached on disk.
 
@@ -207,6 +208,9 @@ def fin_outputs(
     :data:`CACHE_VERSION`; a changed FIN recomputes only its own layer.
 
     ``root``: True (default) = :func:`cache_root` of the store; a folder; None/False = compute in memory.
+    ``spectra_of``: the tuning layers of the run's FINs (:func:`tuning_layers`); given, a FIN that starts with the
+    power spectrum (:func:`fin_front`) runs on the cached :func:`spectra` of that set (the FFT and the tuning
+    estimate shared by all FINs; the same ops on the same frames) instead of on the clip.
     """
     import keras
 
@@ -217,15 +221,34 @@ def fin_outputs(
     dim = int(fin.output_shape[-1])
     model: list[Any] = []
 
+    spec = None
+    if spectra_of is not None and fin_front(fin) != "frames":
+        spec = spectra(store, spectra_of, root=root, batch_size=batch_size, progress=progress)
+
+    def build() -> Any:
+        mask_in = keras.Input(shape=(t,), name="mask")
+        clone = _frozen_clone(fin, name)
+        if spec is None:
+            x_in = {"clip": keras.Input(shape=(int(store.clips.shape[1]),), name="clip")}
+            frames = SplitFrames(t)(clone(MergeFrames()(FrameClips(n_frames=t)(x_in["clip"]))))
+        else:
+            sub, keys = _spectral_submodel(clone, name, per_frame=True)
+            x_in = {"power": keras.Input((t, N_BINS), name="power")}
+            for k, width in keys:
+                x_in[f"tuning_{k}"] = keras.Input((t, width), name=f"tuning_{k}")
+            args = [MergeFrames()(x_in[key]) for key in x_in]
+            frames = SplitFrames(t)(sub(args if len(args) > 1 else args[0]))
+        pooled = MaskedMean()([frames, mask_in])
+        return keras.Model({**x_in, "mask": mask_in}, {"frames": frames, "pooled": pooled})
+
     def compute(span: tuple[int, int]) -> dict[str, np.ndarray]:
         if not model:
-            clip_in = keras.Input(shape=(int(store.clips.shape[1]),), name="clip")
-            mask_in = keras.Input(shape=(t,), name="mask")
-            frames = SplitFrames(t)(_frozen_clone(fin, name)(MergeFrames()(FrameClips(n_frames=t)(clip_in))))
-            pooled = MaskedMean()([frames, mask_in])
-            model.append(keras.Model({"clip": clip_in, "mask": mask_in}, {"frames": frames, "pooled": pooled}))
+            model.append(build())
         a, b = span
-        x = {"clip": np.asarray(store.clips[a:b], "float32"), "mask": np.asarray(store.mask[a:b], "float32")}
+        x = {"mask": np.asarray(store.mask[a:b], "float32")}
+        for key in model[0].input:
+            if key != "mask":
+                x[key] = np.asarray((store.clips if key == "clip" else spec[key])[a:b], "float32")
         out = model[0].predict(x, batch_size=batch_size, verbose=0)
         return {k: np.asarray(v, "float32") for k, v in out.items()}
 

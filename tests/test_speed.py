@@ -225,3 +225,22 @@ def test_cached_model_computes_the_same_loss_and_gradients(tmp_path) -> None:
         for ga, gb in zip(*grads, strict=True):
             scale = max(np.abs(gb).max(), 1e-12)
             assert np.abs(ga - gb).max() <= 1e-4 * scale, (init, np.abs(ga - gb).max(), scale)  # measured <= 1.5e-6
+
+
+def test_frozen_fin_outputs_from_cached_spectra_equal_those_from_clips(tmp_path) -> None:
+    """A FIN that starts with the power spectrum gives the same per-frame and pooled outputs from the shared cached
+    spectra (one FFT and one tuning estimate for every FIN) as from the clip; the caches land on disk, keyed."""
+    from sefin_utils import classifiers
+    from sefin_utils import fins as fin_module
+
+    fins = {n: fin_module.build_fin(n, arch="fast") for n in classifiers.FEATURE_NAMES}
+    store = _tonal_store(tmp_path, fins)
+    tunings = featcache.tuning_layers(fins)
+    for name, fin in fins.items():
+        direct = featcache.fin_outputs(store, name, fin, root=None)
+        cached = featcache.fin_outputs(store, name, fin, root=tmp_path / "c", spectra_of=tunings)
+        assert isinstance(cached["frames"], np.memmap)
+        for key in ("frames", "pooled"):
+            assert np.allclose(direct[key], cached[key], rtol=1e-6, atol=1e-7), (name, key)
+    layers = sorted(p.name.split("-")[0] for p in (tmp_path / "c").iterdir() if not p.name.startswith("."))
+    assert layers == ["finout"] * 5 + ["spectra"]  # one spectra layer serves every FIN

@@ -43,11 +43,14 @@ METRICS: dict[str, str] = {
 def load(run_dir: Path) -> tuple[dict, pd.DataFrame, dict]:
     """(params, results of stages 02 and 05 with a ``stage`` column, bundle card or {})."""
     params = json.loads((run_dir / "params.json").read_text())
-    frames = [
-        pd.read_csv(run_dir / d / "results.csv").assign(stage=d)
-        for d in ("baseline", "ser")
-        if (run_dir / d / "results.csv").is_file()
-    ]
+    frames = []
+    for d in ("baseline", "ser"):
+        if (run_dir / d / "results.csv").is_file():
+            frames.append(pd.read_csv(run_dir / d / "results.csv").assign(stage=d))
+        elif (run_dir / d / "metrics").is_dir():  # a stage still running: the models it has finished so far
+            recs = [json.loads(f.read_text())["record"] for f in sorted((run_dir / d / "metrics").glob("*.json"))]
+            if recs:
+                frames.append(pd.DataFrame(recs).assign(stage=f"{d} (running: {len(recs)} models so far)"))
     if not frames:
         raise FileNotFoundError(f"{run_dir}: no baseline/results.csv or ser/results.csv (has the run finished?)")
     card_path = run_dir / "model" / "card.json"
@@ -107,12 +110,14 @@ def describe(run_dir: Path) -> str:
     params, results, card = load(run_dir)
     data = "GENERATED demo corpus" if not params.get("data_root") else str(params["data_root"])
     n = results.groupby("stage")["n_train"].first().to_dict() if "n_train" in results.columns else {}
+    running = sorted(st for st in results["stage"].unique() if "running" in st)
     lines = [
         f"## {params.get('profile', '?')} profile, {params.get('protocol', '?')} protocol",
         "",
         f"Run folder `{run_dir}`; data `{data}`; protocol `{params.get('protocol')}`; seeds {params.get('seeds')} "
         f"(anchors: logistic regression and SVM deterministic, trained once; the MLP once per seed); train clips per "
         f"model {sorted(set(n.values()))}; bundle: **{card.get('variant', '?')}** ({card.get('won', '')}).",
+        *([f"**Partial**: {'; '.join(running)} when this was written (the run had not finished)."] if running else []),
         "",
         markdown(model_table(results)),
         "",

@@ -509,7 +509,7 @@ class MaskedMean(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MaskedStats(keras.layers.Layer):
     """Statistics pooling: ``[mean, std]`` over frames of ``[x (batch, T, d), mask (batch, T)]`` counting only frames
-    where mask > 0 -> (batch, 2 d). Std is ``sqrt(max(E[x^2] - E[x]^2, 0) + eps)`` (eps 1e-6 keeps the gradient finite
+    where mask > 0 -> (batch, 2 d). Std is ``sqrt(E[(x - E[x])^2] + eps)`` (eps 1e-6 keeps the gradient finite
     on constant inputs). Padding frames never reach the output; a clip with no real frame gives zeros (std sqrt(eps)).
     Source: x-vector statistics pooling (Snyder et al., "X-vectors: robust DNN embeddings", ICASSP 2018).
     """
@@ -521,8 +521,9 @@ class MaskedStats(keras.layers.Layer):
         x = ops.where(keep, x, ops.zeros_like(x))
         count = ops.maximum(ops.sum(ops.cast(keep, x.dtype), axis=1), 1.0)
         mean = ops.sum(x, axis=1) / count
-        sq = ops.sum(x * x, axis=1) / count
-        std = ops.sqrt(ops.maximum(sq - mean * mean, 0.0) + 1e-6)
+        # two passes (E[(x - mean)^2]), not E[x^2] - E[x]^2: the latter cancels digits on large features (mel power)
+        dev = ops.where(keep, x - ops.expand_dims(mean, 1), ops.zeros_like(x))
+        std = ops.sqrt(ops.sum(dev * dev, axis=1) / count + 1e-6)
         return ops.concatenate([mean, std], axis=-1)
 
     def compute_output_shape(self, input_shape: Sequence[tuple]) -> tuple:

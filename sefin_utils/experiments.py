@@ -70,6 +70,7 @@ from sefin_utils.training import (
     get_strategy,
     loss_for,
     make_dataset,
+    model_norm_stats,
     predict_proba,
     train_classifier,
 )
@@ -837,16 +838,7 @@ def run_experiments(
                 )
                 lr = p["lr"]
             elif spec["cached"]:
-                e2e_args = dict(
-                    fins=fins or {},
-                    sources=sources,
-                    fin_trainable=spec["fin_trainable"],
-                    head=spec["head"],
-                    n_classes=n_classes,
-                    fin_init=spec["fin_init"],
-                    seed=seed,
-                    dropout=p["dropout"],
-                )
+                e2e_args = _e2e_args(spec, fins, sources, n_classes=n_classes, seed=seed, dropout=p["dropout"])
                 shape = {"n_frames": int(store.mask.shape[1]), "clip_samples": int(store.clips.shape[1])}
                 norm = (lab_mean, lab_var)
                 if spec["fin_init"] == "random":  # the random FINs' own scale, not the librosa labels'
@@ -869,21 +861,11 @@ def run_experiments(
                 )
                 lr = p["lr"]
             else:
-                e2e_args = dict(
-                    fins=fins or {},
-                    sources=sources,
-                    fin_trainable=spec["fin_trainable"],
-                    head=spec["head"],
-                    n_classes=n_classes,
-                    fin_init=spec["fin_init"],
-                    seed=seed,
-                    name=spec["variant"],
-                    dropout=p["dropout"],
-                )
+                e2e_args = _e2e_args(spec, fins, sources, n_classes=n_classes, seed=seed, dropout=p["dropout"])
                 norm = (lab_mean, lab_var)
                 if spec["fin_init"] == "random":  # the random FINs' own scale, not the librosa labels'
                     norm = own_norm_stats(e2e_args, data["train"], batch_size=int(p["batch_size"]))
-                model = build_end_to_end(**e2e_args, norm_mean=norm[0], norm_var=norm[1])
+                model = build_end_to_end(**e2e_args, norm_mean=norm[0], norm_var=norm[1], name=spec["variant"])
                 lr = p["finetune_lr"] if (spec["fin_trainable"] and p["finetune_lr"]) else p["lr"]
             fit_args = dict(
                 batch_size=int(p["batch_size"]),
@@ -1101,6 +1083,29 @@ def per_frame_vectors(
     return {"per_frame": np.concatenate(parts, axis=-1), "mask": mask}
 
 
+def _e2e_args(
+    spec: Mapping[str, Any],
+    fins: Mapping[str, Any] | None,
+    sources: Any,
+    *,
+    n_classes: int,
+    seed: int,
+    dropout: float | None,
+) -> dict[str, Any]:
+    """The keyword arguments shared by ``build_end_to_end`` (clip in) and ``featcache.build_cached_end_to_end``
+    (cached inputs) for one end-to-end spec: the same FINs, sources, head, init and seed on both paths."""
+    return dict(
+        fins=fins or {},
+        sources=sources,
+        fin_trainable=spec["fin_trainable"],
+        head=spec["head"],
+        n_classes=n_classes,
+        fin_init=spec["fin_init"],
+        seed=seed,
+        dropout=dropout,
+    )
+
+
 def own_norm_stats(
     e2e_args: Mapping[str, Any], train_inputs: Mapping[str, np.ndarray], *, batch_size: int = 32, max_clips: int = 2048
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -1109,13 +1114,8 @@ def own_norm_stats(
     them with the labels' statistics gave a first-epoch loss of 700 and a collapse to one class). The model is built
     with identity statistics, its masked-mean output measured, and :func:`classifiers.norm_stats` taken."""
     model = build_end_to_end(**e2e_args, norm_mean=np.zeros(N_SUMMARY_DIM), norm_var=np.ones(N_SUMMARY_DIM))
-    pooled = keras.Model(model.inputs, model.get_layer("masked_mean").output)
-    n = len(next(iter(train_inputs.values())))
-    pick = np.sort(np.random.default_rng(int(e2e_args.get("seed", 0))).permutation(n)[:max_clips])
-    x = {k: np.asarray(v[pick], dtype="float32") for k, v in train_inputs.items()}
-    out = np.asarray(pooled.predict(make_dataset(x, None, batch_size=batch_size), verbose=0))
-    keras.backend.clear_session(free_memory=True)
-    return norm_stats(out)
+    seed = int(e2e_args.get("seed", 0))
+    return model_norm_stats(model, "masked_mean", train_inputs, seed=seed, batch_size=batch_size, max_clips=max_clips)
 
 
 N_SUMMARY_DIM: int = _features.KAGGLE.dim

@@ -540,20 +540,12 @@ def own_norm_stats(
     """``experiments.own_norm_stats`` on cached inputs: the standardisation statistics of the model's own pooled
     vectors (``pooled_vector``, built with identity statistics) on the same seeded subset of at most ``max_clips``
     train clips (``classifiers.norm_stats``)."""
-    import keras
-
-    from sefin_utils.classifiers import norm_stats
-    from sefin_utils.training import make_dataset
+    from sefin_utils.training import model_norm_stats
 
     dim = 162
     model, _ = build_cached_end_to_end(**e2e_args, norm_mean=np.zeros(dim), norm_var=np.ones(dim))
-    pooled = keras.Model(model.inputs, model.get_layer("pooled_vector").output)
-    n = len(next(iter(train_inputs.values())))
-    pick = np.sort(np.random.default_rng(int(e2e_args.get("seed", 0))).permutation(n)[:max_clips])
-    x = {k: np.asarray(v[pick], dtype="float32") for k, v in train_inputs.items()}
-    out = np.asarray(pooled.predict(make_dataset(x, None, batch_size=batch_size), verbose=0))
-    keras.backend.clear_session(free_memory=True)
-    return norm_stats(out)
+    seed = int(e2e_args.get("seed", 0))
+    return model_norm_stats(model, "pooled_vector", train_inputs, seed=seed, batch_size=batch_size, max_clips=max_clips)
 
 
 def assemble_end_to_end(

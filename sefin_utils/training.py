@@ -550,6 +550,30 @@ def _n_rows(inputs: Mapping[str, np.ndarray]) -> int:
     return next(iter(lens.values()))
 
 
+def model_norm_stats(
+    model: keras.Model,
+    layer: str,
+    train_inputs: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    max_clips: int = 2048,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standardisation statistics (``classifiers.norm_stats``: per-column mean and variance) of the output of
+    ``model``'s layer ``layer`` (an (n, d) pooled vector) on a seeded subset of at most ``max_clips`` of the
+    ``train_inputs`` rows (a mapping of input name -> array or memmap, first axis clips). Used for models whose own
+    pooled vectors are not on the librosa labels' scale (re-initialised FINs). Frees the Keras session afterwards."""
+    from .classifiers import norm_stats
+
+    pooled = keras.Model(model.inputs, model.get_layer(layer).output)
+    n = len(next(iter(train_inputs.values())))
+    pick = np.sort(np.random.default_rng(int(seed)).permutation(n)[:max_clips])
+    x = {k: np.asarray(v[pick], dtype="float32") for k, v in train_inputs.items()}
+    out = np.asarray(pooled.predict(make_dataset(x, None, batch_size=batch_size), verbose=0))
+    keras.backend.clear_session(free_memory=True)
+    return norm_stats(out)
+
+
 def make_dataset(
     inputs: Mapping[str, np.ndarray],
     y: np.ndarray | None,

@@ -33,15 +33,11 @@ sys.path.insert(0, str(ROOT))
 import keras  # noqa: E402
 
 from sefin_utils import experiments, fins, learnt  # noqa: E402
+from sefin_utils.constants import CORPUS_LICENCES  # noqa: E402
 from sefin_utils.io import read_json, write_json  # noqa: E402
 from sefin_utils.study import FIN_R2  # noqa: E402
 
-LICENCES = {
-    "RAVDESS": "CC BY-NC-SA 4.0",
-    "TESS": "CC BY-NC-ND 4.0",
-    "SAVEE": "research use (University of Surrey; free for research)",
-    "CREMA-D": "ODbL 1.0 (database) / DbCL 1.0 (contents)",
-}
+LICENCES = {k: v for k, v in CORPUS_LICENCES.items() if k != "ESD"}  # the FINs' training corpora
 HPARAMS: dict[str, dict] = learnt.HPARAMS
 """Per-FIN training settings (``frames``: train frames drawn from the store's train split; None = all)."""
 SHARE: dict[str, float] = {"rms": 0.05, "zcr": 0.05, "chroma": 0.2, "mel": 0.25, "mfcc": 0.45}

@@ -5,6 +5,7 @@ Commands (each delegates to its module's ``main(argv) -> int``):
   manifest   discover corpora under a folder and write the manifest (sefin_utils.corpora)
   predict    classify the emotion of audio files (sefin_utils.predict)
   demo-data  write the generated demo corpus (sefin_utils.synth)
+  publish    copy rendered reports (pages without code, tables, figures) into a folder to commit (sefin_utils.publish)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "manifest": ("sefin_utils.corpora", "discover corpora and write a manifest CSV"),
     "predict": ("sefin_utils.predict", "classify the emotion in audio files"),
     "demo-data": ("sefin_utils.synth", "write the generated demo corpus"),
+    "publish": ("sefin_utils.publish", "copy rendered reports into a folder to commit"),
 }
 
 

@@ -25,6 +25,16 @@ CORPORA: tuple[str, ...] = ("CREMA-D", "RAVDESS", "SAVEE", "TESS", "ESD")
 """Corpus names as written in manifests."""
 TRAIN_CORPORA: tuple[str, ...] = ("CREMA-D", "RAVDESS", "SAVEE", "TESS")
 """Corpora that may be trained on; ESD is out of domain only."""
+
+CORPUS_LICENCES: dict[str, str] = {
+    "RAVDESS": "CC BY-NC-SA 4.0",
+    "TESS": "CC BY-NC-ND 4.0",
+    "SAVEE": "research use (University of Surrey; free for research)",
+    "CREMA-D": "ODbL 1.0 (database) / DbCL 1.0 (contents)",
+    "ESD": "ESD licence: non-commercial research use (out of domain only; never trained on)",
+}
+"""The corpora's licences (their own pages), stated wherever results or models trained on them are published."""
+
 SPLITS: tuple[str, ...] = ("train", "val", "test", "ood")
 """Split names; `ood` holds ESD and is never trained on."""
 CALM_MODES: tuple[str, ...] = ("class", "neutral", "drop")

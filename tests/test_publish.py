@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,38 @@ def test_publish_mirrors_the_source(tmp_path: Path) -> None:
 def test_publish_names_a_folder_that_is_not_a_report(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no index.html"):
         publish.publish_report(tmp_path, tmp_path / "out")
+
+
+def _bundle(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "classifier.keras").write_bytes(b"keras")
+    (root / "preprocess.json").write_text("{}")
+    card = {
+        "variant": "anchor_mlp",
+        "won": "anchor_mlp (anchor) on the speaker protocol",
+        "chosen_by": "best validation macro-F1",
+        "protocol": "speaker",
+        "classes": ["angry", "sad"],
+        "metrics": {"test_n": 10, "test_macro_f1": 0.5, "test_CREMA-D_n": 4, "test_CREMA-D_macro_f1": 0.25},
+        "data": {"data_root": "data/full", "clips_per_split": {"train": 8}},
+    }
+    (root / "card.json").write_text(json.dumps(card))
+    return root
+
+
+def test_ship_model_copies_the_bundle_and_writes_its_card(tmp_path: Path) -> None:
+    bundle = _bundle(tmp_path / "run" / "model")
+    dest = tmp_path / "models" / "sefin-ser"
+    assert publish.main(["--model", str(bundle), "--model-to", str(dest)]) == 0
+    assert (dest / "classifier.keras").read_bytes() == b"keras"
+    card = json.loads((dest / "card.json").read_text())
+    assert card["variant"] == "anchor_mlp" and card["licences"]["RAVDESS"] == "CC BY-NC-SA 4.0"
+    readme = (dest / "README.md").read_text()
+    assert "| test, CREMA-D | 4 | – | 0.250 | – |" in readme and "non-commercial" in readme
+
+
+def test_ship_model_names_an_incomplete_bundle(tmp_path: Path) -> None:
+    bundle = _bundle(tmp_path / "model")
+    (bundle / "preprocess.json").unlink()
+    with pytest.raises(FileNotFoundError, match="missing preprocess.json"):
+        publish.ship_model(bundle, tmp_path / "out")

@@ -208,3 +208,22 @@ def test_random_clone_of_a_fast_fin_redraws_its_filterbanks() -> None:
     assert np.linalg.matrix_rank(out) == 16
     np.testing.assert_array_equal(out, np.asarray(again(frames, training=False)))  # seeded
     assert not np.allclose(out, np.asarray(fin(frames, training=False)))
+
+
+def test_anchors_train_on_the_original_recordings_only(tmp_path) -> None:
+    """The baselines train on every train clip (copies too, when the params say so); the scikit-learn anchors on the
+    train split's original recordings only, the same ones whatever the augmentations."""
+    store = learnable_store({"train": 2, "val": 2, "test": 1})
+    params = {
+        "heads": ["kaggle"],
+        "epochs": 1,
+        "batch_size": 16,
+        "seeds": [0],
+        "variants": ["baseline"],
+        "anchors": ["logreg"],
+        "progress": False,
+    }
+    res = experiments.run_experiments(store, None, tmp_path, params=params).set_index("variant")
+    train = store.index["split"] == "train"
+    assert res.loc["baseline_kaggle", "n_train"] == train.sum()
+    assert res.loc["anchor_logreg", "n_train"] == (train & (store.index["augmentation"] == "orig")).sum() > 0

@@ -39,6 +39,7 @@ KEEP_FILES: tuple[str, ...] = (
     "splits.csv",
     "skipped.csv",
     "skipped.html",
+    "fins.csv",
 )
 """Files of a report folder that are published when present (besides the stage pages and ``figures/``)."""
 
@@ -178,6 +179,113 @@ def ship_model(bundle: str | Path, dest: str | Path = SHIPPED_MODEL_DIR) -> list
     return [*written, dest / "card.json", dest / "README.md"]
 
 
+RESULTS_START = "<!-- results:start (python -m sefin_utils publish --readme README.md) -->"
+RESULTS_END = "<!-- results:end -->"
+
+
+def _pm(mean: float, sd: float) -> str:
+    if mean != mean:
+        return "–"
+    return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd == sd else "")
+
+
+def results_markdown(dest: str | Path, names: Sequence[str]) -> str:
+    """The README's Results section, computed from the published reports ``dest/<name>/`` (one per protocol): the
+    headline (test and ESD macro-F1, mean ± sd over seeds, n seeds, per protocol, the study's logged number beside),
+    the FIN R² beside the study's (``fins.csv`` of the first report that has one) and the ablation's marginal effect
+    of each feature's source (``results.csv`` rows of kind ``ablation``), each with where it came from."""
+    import pandas as pd
+
+    from sefin_utils.plots.ser import ablation_marginals_table
+
+    dest = Path(dest)
+    heads = {n: pd.read_csv(dest / n / "headline.csv") for n in names if (dest / n / "headline.csv").is_file()}
+    out = [RESULTS_START, "", "## Results", ""]
+    if not heads:
+        return "\n".join([*out, "No published full-scale run yet.", "", RESULTS_END])
+    models = list(dict.fromkeys(m for h in heads.values() for m in h["model"]))
+    cols = [f"{n}: test macro-F1 (seeds)" for n in heads] + [f"{n}: ESD macro-F1" for n in heads]
+    out += [
+        "Test macro-F1 on the four corpora's held-out recordings and ESD macro-F1 (speaker 0020, its five classes, "
+        "out of domain), mean ± sd over seeds (n in brackets); the study's logged macro-F1 (its file-level split) "
+        "beside. Every number comes from the reports in `reports/full/` (8 classes, chance .125; ESD chance .20).",
+        "",
+        "| model | " + " | ".join(cols) + " | study (logged) |",
+        "|---|" + "---|" * (len(cols) + 1),
+    ]
+    for m in models:
+        cells, ood, logged = [], [], "–"
+        for h in heads.values():
+            r = h[h["model"] == m]
+            if r.empty:
+                cells.append("–")
+                ood.append("–")
+                continue
+            r = r.iloc[0]
+            cells.append(f"{_pm(r['test macro-F1'], r['test macro-F1 sd'])} ({int(r['seeds'])})")
+            ood.append(_pm(r["ESD macro-F1"], r["ESD macro-F1 sd"]))
+            if r.get("study macro-F1") == r.get("study macro-F1"):
+                logged = f"{r['study macro-F1']:.2f}"
+        out.append(f"| `{m}` | " + " | ".join(cells + ood) + f" | {logged} |")
+    fins = next((dest / n / "fins.csv" for n in names if (dest / n / "fins.csv").is_file()), None)
+    if fins is not None:
+        t = pd.read_csv(fins)
+        out += [
+            "",
+            f"FIN R² (variance-weighted; the run's test frames / ESD frames), from the `{fins.parent.name}` report:",
+            "",
+            "| FIN | learnt (used) | analytic | study |",
+            "|---|---|---|---|",
+        ]
+        for f in dict.fromkeys(t["feature"]):
+            row = [f"`{f}`"]
+            for fam in ("learnt", "analytic"):
+                r = t[(t["feature"] == f) & (t["family"] == fam)]
+                row.append(f"{r['r2_vw_test'].iloc[0]:.4f} / {r['r2_vw_ood'].iloc[0]:.4f}" if len(r) else "–")
+            st = t[t["feature"] == f].iloc[0]
+            test = st["study_r2_vw_test"] if st["study_r2_vw_test"] == st["study_r2_vw_test"] else st["study_r2_test"]
+            ood = st["study_r2_vw_ood"] if st["study_r2_vw_ood"] == st["study_r2_vw_ood"] else st["study_r2_ood"]
+            row.append(f"{test:.3f} / {ood:.3f}")
+            out.append("| " + " | ".join(row) + " |")
+    for n in names:
+        res = dest / n / "results.csv"
+        if not res.is_file():
+            continue
+        r = pd.read_csv(res)
+        if not (r.get("kind") == "ablation").any():
+            out += ["", f"Ablation ({n} protocol): not run yet."]
+            continue
+        m = ablation_marginals_table(r)
+        out += [
+            "",
+            f"Ablation ({n} protocol, the 32 mixes of FIN or librosa per feature): test macro-F1 of the mixes taking "
+            "each feature from its FIN vs from librosa (mean ± sd over the 16 mixes of each side).",
+            "",
+            "| feature | from its FIN | from librosa | FIN - librosa |",
+            "|---|---|---|---|",
+            *[
+                f"| `{x.feature}` | {_pm(x.fin_mean, x.fin_std)} | {_pm(x.librosa_mean, x.librosa_std)} | "
+                f"{x.fin_minus_librosa:+.3f} |"
+                for x in m.itertuples()
+            ],
+        ]
+    return "\n".join([*out, "", RESULTS_END])
+
+
+def update_readme(readme: str | Path, section: str) -> Path:
+    """Replace the block between :data:`RESULTS_START` and :data:`RESULTS_END` of ``readme`` with ``section`` (or
+    append it when the file has no such block)."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    if RESULTS_START in text and RESULTS_END in text:
+        a, b = text.index(RESULTS_START), text.index(RESULTS_END) + len(RESULTS_END)
+        text = text[:a] + section + text[b:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    readme.write_text(text, encoding="utf-8")
+    return readme
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sefin_utils publish",
@@ -186,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("sources", nargs="*", help="rendered report folders (each with an index.html)")
     parser.add_argument("--to", help="destination folder of the reports, e.g. reports/full")
     parser.add_argument("--names", nargs="+", help="sub-folder name per source (default: the source folder names)")
+    parser.add_argument("--readme", help="write the Results section computed from the published reports into this file")
     parser.add_argument("--model", help="a run's predict bundle (<run_dir>/model) to ship as the repository's model")
     parser.add_argument("--model-to", default=str(SHIPPED_MODEL_DIR), help="where --model goes (models/sefin-ser)")
     return parser
@@ -209,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{src} -> {dest}: {len(files)} files, {size / 1e6:.1f} MB")
         if args.sources:
             print(f"landing page: {write_landing(args.to, names)}")
+            if args.readme:
+                print(f"results section: {update_readme(args.readme, results_markdown(args.to, names))}")
         if args.model:
             files = ship_model(args.model, args.model_to)
             size = sum(f.stat().st_size for f in files)

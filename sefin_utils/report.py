@@ -714,6 +714,8 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
         src = run_dir / REPORT_SUBDIR / name
         if src.is_file():
             shutil.copy2(src, report_dir / name)
+    if (run_dir / "fins" / "families.csv").is_file():  # both FIN families' R² (stage 04), for the README's results
+        shutil.copy2(run_dir / "fins" / "families.csv", report_dir / "fins.csv")
     P = _params(run_dir)
     env = read_json(run_dir / "environment.json") if (run_dir / "environment.json").is_file() else {}
     generated = is_generated_run(run_dir)

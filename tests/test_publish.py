@@ -87,3 +87,17 @@ def test_ship_model_names_an_incomplete_bundle(tmp_path: Path) -> None:
     (bundle / "preprocess.json").unlink()
     with pytest.raises(FileNotFoundError, match="missing preprocess.json"):
         publish.ship_model(bundle, tmp_path / "out")
+
+
+def test_results_section_is_computed_from_the_published_tables(tmp_path: Path) -> None:
+    cols = "model,protocol,seeds,test macro-F1,test macro-F1 sd,ESD macro-F1,ESD macro-F1 sd,study macro-F1\n"
+    for name, f1 in (("speaker", 0.4), ("study", 0.6)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "headline.csv").write_text(cols + f"e2e_finetuned,{name},3,{f1},0.01,0.25,,0.65\n")
+    section = publish.results_markdown(tmp_path, ["speaker", "study"])
+    assert "| `e2e_finetuned` | 0.400 ± 0.010 (3) | 0.600 ± 0.010 (3) | 0.250 | 0.250 | 0.65 |" in section
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{publish.RESULTS_START}\nold\n{publish.RESULTS_END}\n\n## After\n")
+    publish.update_readme(readme, section)
+    text = readme.read_text()
+    assert "old" not in text and text.count("## Results") == 1 and text.endswith("## After\n")

@@ -29,8 +29,10 @@ backward to activations, backward to weights), 2 FLOP each: implied FLOP/s = 6 x
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -132,6 +134,7 @@ def main() -> None:
         f"batch {args.batch_size}, {args.epochs} epochs per model, {args.fins} FINs\n"
     )
     root = Path(tempfile.mkdtemp(prefix="sefin-bench-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # the caches are scratch: removed however the run ends
     t0 = time.perf_counter()
     tunings = featcache.tuning_layers(fins)
     featcache.spectra(store, tunings, root=root)
@@ -143,7 +146,7 @@ def main() -> None:
     print(
         f"one-off caches (as a run builds them): power spectra and tuning {1000 * t_spec / n_all:.1f} s per 1,000 "
         f"clips, then the frozen FINs' outputs (spectral FINs from those spectra) {1000 * t_fin / n_all:.1f} s per "
-        f"1,000 clips (written to {root}, read back memory-mapped)\n"
+        f"1,000 clips (written to {root}, read back memory-mapped, removed at exit)\n"
     )
 
     def pooled(sources: dict) -> dict[str, np.ndarray]:

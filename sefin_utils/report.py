@@ -522,6 +522,16 @@ def say_models(
                 f"Most test recordings get one class, so these models have not learnt to tell the emotions "
                 f"apart: {listed}."
             )
+    if {"fin_trainable", "best_epoch"} <= set(df.columns):
+        trainable = df["fin_trainable"].astype(str).str.lower() == "true"
+        kept = df[trainable & (pd.to_numeric(df["best_epoch"], errors="coerce") == 0)]
+        if not kept.empty:
+            which = ", ".join(f"{v} (seed {s})" for v, s in zip(kept["variant"], kept["seed"], strict=True))
+            parts.append(
+                f"Fine-tuning kept its warm start for {which}: no epoch of training through the FINs beat, on "
+                "validation macro-F1, the head trained first on the frozen FINs, so such a model equals that warm "
+                "start (for e2e_finetuned: e2e_frozen of the same seed)."
+            )
     if len(stats) >= 2:
         (a, b) = stats.index[:2]
         diff = float(stats.loc[a, "mean"] - stats.loc[b, "mean"])

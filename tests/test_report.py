@@ -301,3 +301,15 @@ def test_say_models_names_models_that_predict_one_class(tmp_path: Path) -> None:
     assert report.predicted_shares(tmp_path, ["e2e_frozen", "missing"]) == {"e2e_frozen": ("sad", 9, 10)}
     text = report.say_models(_results(), run_dir=tmp_path).text
     assert "e2e_frozen says sad for 9 of 10 (90%)" in text
+
+
+def test_say_models_explains_a_fine_tuned_model_that_kept_its_warm_start() -> None:
+    res = _results()
+    res["fin_trainable"] = False
+    res["best_epoch"] = 7
+    tuned = res[res["variant"] == "e2e_frozen"].assign(variant="e2e_finetuned", fin_trainable=True, best_epoch=0)
+    tuned.loc[tuned["seed"] == 1, "best_epoch"] = 2  # seed 1 fine-tuned for real
+    text = report.say_models(pd.concat([res, tuned], ignore_index=True)).text
+    assert "kept its warm start for e2e_finetuned (seed 0):" in text
+    assert "seed 1)" not in text
+    assert "kept its warm start" not in report.say_models(res).text

@@ -714,6 +714,10 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
     """
     run_dir, report_dir = Path(run_dir), Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
+    try:  # the tables of whatever classifier stages ran (a run in parts: stage 02 alone has a headline too)
+        write_results(collect_results(run_dir), run_dir)
+    except FileNotFoundError:
+        pass
     fig_out = report_dir / "figures"
     figures = sorted((run_dir / "figures").glob("*.png")) if (run_dir / "figures").is_dir() else []
     if figures:

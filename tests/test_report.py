@@ -313,3 +313,12 @@ def test_say_models_explains_a_fine_tuned_model_that_kept_its_warm_start() -> No
     assert "kept its warm start for e2e_finetuned (seed 0):" in text
     assert "seed 1)" not in text
     assert "kept its warm start" not in report.say_models(res).text
+
+
+def test_build_index_has_a_headline_when_only_stage_02_ran(tmp_path: Path) -> None:
+    run, rep = tmp_path / "run", tmp_path / "rep"
+    (run / "baseline").mkdir(parents=True)
+    _results().query("kind == 'baseline'").to_csv(run / "baseline" / "results.csv", index=False)
+    report.build_index(run, rep)
+    assert "baseline_kaggle" in (rep / "headline.csv").read_text()
+    assert "baseline_kaggle" in (rep / "index.html").read_text()

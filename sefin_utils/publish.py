@@ -140,8 +140,10 @@ def model_card(card: dict) -> str:
         f"- **Chosen by:** {card.get('chosen_by')}",
         f"- **Protocol:** `{card.get('protocol')}`"
         + (" (no speaker in two splits)" if card.get("protocol") == "speaker" else " (the study's file-level split)"),
-        f"- **Data:** {data.get('data_root')}; clips per split: "
-        + ", ".join(f"{k} {int(v):,}" for k, v in sorted(clips.items())),
+        f"- **Data:** {data.get('data_root')}; clips per split in the run's cache: "
+        + ", ".join(f"{k} {int(v):,}" for k, v in sorted(clips.items()))
+        + " (train counts the augmented copies; the anchors, and classifiers trained with `ser_train_augmentations:"
+        " [orig]`, learn from the original recordings only)",
         f"- **Seeds:** {card.get('seeds')}; parameters: {int(card.get('params', 0)):,}; written {card.get('created')}",
         "",
         "| split | clips | accuracy | macro-F1 | UAR |",

@@ -735,7 +735,8 @@ class EmotionClassifier:
                 else:
                     rows.append(features.summary_vector(np.concatenate([c[a:b] for a, b in s])))
             x = np.stack(rows).astype(np.float32)
-            return {"summary": x} if self._input_names == ["summary"] else x
+            # a dict only for a model built on a dict of inputs (the baselines); the anchors' export takes the tensor
+            return {"summary": x} if isinstance(getattr(self.bundle.classifier, "input", None), dict) else x
         n = clips.shape[1]
         masks = []
         for v, s in zip(valid, sound, strict=True):

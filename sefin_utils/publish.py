@@ -27,6 +27,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from sefin_utils import tables
 from sefin_utils.constants import CORPUS_LICENCES, TRAIN_CORPORA
 
 KEEP_FILES: tuple[str, ...] = (
@@ -115,7 +116,7 @@ def _score_rows(metrics: dict, split: str, label: str) -> str:
 
     def fmt(key: str) -> str:
         v = m.get(key)
-        return "–" if v is None or v != v else f"{float(v):.3f}"
+        return tables.fmt(None if v is None else float(v)) or "–"
 
     return f"| {label} | {int(m.get('n', 0)):,} | {fmt('accuracy')} | {fmt('macro_f1')} | {fmt('uar')} |\n"
 
@@ -186,9 +187,10 @@ RESULTS_END = "<!-- results:end -->"
 
 
 def _pm(mean: float, sd: float) -> str:
+    """``mean ± sd`` of published columns (``tables.fmt`` each), the bare mean without a spread, "–" for none."""
     if mean != mean:
         return "–"
-    return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd == sd else "")
+    return tables.fmt(float(mean)) + (f" ± {tables.fmt(float(sd))}" if sd == sd else "")
 
 
 def results_markdown(dest: str | Path, names: Sequence[str]) -> str:

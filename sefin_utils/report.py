@@ -17,6 +17,7 @@ This module never imports Keras or the runner: it reads the run folder (``params
 from __future__ import annotations
 
 import html
+import json
 import os
 import platform
 import shutil
@@ -31,6 +32,7 @@ import pandas as pd
 
 from sefin_utils import study, tables
 from sefin_utils.io import atomic_write_text, read_json, to_json, write_csv
+from sefin_utils.stages import STAGE_HISTORY
 
 RESULT_SOURCES: tuple[str, ...] = ("baseline/results.csv", "ser/results.csv")
 """Run-folder tables that :func:`collect_results` concatenates (written by stages 02 and 05)."""
@@ -702,6 +704,50 @@ def _fmt_seconds(s: float) -> str:
     return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
 
 
+def stage_history(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Every recorded execution of each stage of a run folder, summed: one row per stage with ``executions``,
+    ``failed`` (how many of them failed), ``seconds`` (their wall time, seconds, failed ones included) and ``first``/
+    ``last`` (start of the first, end of the last). Read from :data:`sefin_utils.stages.STAGE_HISTORY`; empty (those
+    columns) when the run has none. Unreadable lines raise ``ValueError`` naming the file and line."""
+    path = Path(run_dir) / STAGE_HISTORY
+    cols = ["stage", "executions", "failed", "seconds", "first", "last"]
+    if not path.is_file():
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}, line {i}: not JSON ({exc})") from None
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    out = df.groupby("stage", sort=False).agg(
+        executions=("seconds", "size"),
+        failed=("status", lambda x: int((x == "failed").sum())),
+        seconds=("seconds", "sum"),
+        first=("started", "min"),
+        last=("finished", "max"),
+    )
+    return out.reset_index()[cols]
+
+
+def _wall_time_fact(total: float, history: pd.DataFrame) -> str:
+    """The index's wall-time line: the stages' last executions, and every recorded execution when there were more."""
+    if not total:
+        return "no stage stamped"
+    text = f"{_fmt_seconds(total)} over the stages' last executions (a skipped stage keeps its earlier time)"
+    n = int(history["executions"].sum()) if len(history) else 0
+    if n > len(history):
+        text += (
+            f"; {_fmt_seconds(float(history['seconds'].sum()))} over all {n} recorded executions of "
+            f"{len(history)} stages (the run in parts, failed executions included)"
+        )
+    return html.escape(text)
+
+
 def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None = None) -> Path:
     """Copy figures and tables into ``report_dir`` and write its ``index.html``.
 
@@ -739,6 +785,7 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
     data = "generated demo corpus (synthetic)" if generated else str(P.get("data_root"))
     stage_rows = []
     total = 0.0
+    history = stage_history(run_dir).set_index("stage")
     for name, nb in _stage_list(run_dir, report_dir, stages):
         stamp_path = run_dir / "stages" / f"{name}.json"
         stamp = read_json(stamp_path) if stamp_path.is_file() else {}
@@ -752,6 +799,12 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
             total += float(stamp.get("seconds", 0.0))
             finished = str(stamp.get("finished", "")).replace("T", " ")
             status = f"{_fmt_seconds(float(stamp['seconds']))}, finished {finished}"
+            if name in history.index and int(history.at[name, "executions"]) > 1:
+                h = history.loc[name]
+                status += (
+                    f"<br><small>{int(h['executions'])} executions (a run in parts), "
+                    f"{_fmt_seconds(float(h['seconds']))} in all</small>"
+                )
         if (report_dir / f"{nb}.failed.html").is_file():
             links.append(f'<a class="failed" href="{nb}.failed.html">failed run</a>')
             status = '<span class="failed">failed</span>' if not stamp else status
@@ -774,12 +827,7 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
             ),
         ),
         ("written", time.strftime("%Y-%m-%d %H:%M %Z")),
-        (
-            "wall time",
-            f"{_fmt_seconds(total)} over the stages run (a skipped stage keeps its earlier time)"
-            if total
-            else "no stage stamped",
-        ),
+        ("wall time", _wall_time_fact(total, history)),
     ]
     parts.append(_facts_table(facts))
     head = run_dir / REPORT_SUBDIR / "headline.csv"

@@ -46,6 +46,7 @@ from sefin_utils.profile import (
 )
 from sefin_utils.stages import (
     NOTEBOOKS_DIR,
+    STAGE_HISTORY,
     STAGES,
     Dependencies,
     Stage,
@@ -352,6 +353,7 @@ def run(
                 continue
             log(f"{head}: running ...")
             t0 = time.perf_counter()
+            started = time.strftime("%Y-%m-%dT%H:%M:%S")
             partial = executed.with_name(f".{executed.stem}.partial.ipynb")
             failed_nb = report_dir / f"{stage.notebook}.failed.ipynb"
             kernel_log = run_dir / "executed" / f"{stage.notebook}.kernel.log"
@@ -369,6 +371,7 @@ def run(
                     )
             except PapermillExecutionError as err:
                 seconds = time.perf_counter() - t0
+                record_execution(run_dir, stage, "failed", seconds, key["hash"], started)
                 shutil.move(str(partial), failed_nb)
                 if build_report:
                     render_html(failed_nb, report_dir, stem=f"{stage.notebook}.failed")
@@ -403,6 +406,7 @@ def run(
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 },
             )
+            record_execution(run_dir, stage, "ran", seconds, key["hash"], started)
             if build_report:
                 render_html(executed, report_dir)
             result.status[stage.name], result.seconds[stage.name] = "ran", seconds
@@ -422,6 +426,26 @@ def run(
                 log(f"report index not written: {type(exc).__name__}: {exc}")
     log(f"finished in {_fmt(time.perf_counter() - t_run)}; report: {result.index or report_dir}")
     return result
+
+
+def record_execution(run_dir: Path, stage: Stage, status: str, seconds: float, key_hash: str, started: str) -> None:
+    """Append one execution of ``stage`` (``status`` "ran" or "failed", wall ``seconds``, its stamp hash and
+    start time) to the run folder's :data:`~sefin_utils.stages.STAGE_HISTORY`. The stamp keeps the last execution
+    only; the history keeps them all, so a stage run in parts (seeds added, a run stopped and resumed) accounts for
+    its whole wall time (:func:`sefin_utils.report.stage_history`). A killed execution is not recorded."""
+    line = {
+        "stage": stage.name,
+        "notebook": stage.notebook,
+        "status": status,
+        "seconds": round(seconds, 2),
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "hash": key_hash,
+    }
+    path = Path(run_dir) / STAGE_HISTORY
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 @contextlib.contextmanager

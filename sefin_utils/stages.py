@@ -50,6 +50,11 @@ STAGES: tuple[Stage, ...] = (
 )
 """The stages in order."""
 
+STAGE_HISTORY = "stages/history.jsonl"
+"""Every execution of a stage in a run folder, relative to it: one JSON object a line (``stage``, ``notebook``,
+``status`` ran/failed, ``seconds`` of wall time, ``started``, ``finished``, stamp ``hash``), oldest first; written by
+:func:`sefin_utils.runner.record_execution`, summed by :func:`sefin_utils.report.stage_history`."""
+
 
 def select_stages(
     stages: Sequence[Stage], *, only: Iterable[str] | None = None, start: str | None = None

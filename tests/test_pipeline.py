@@ -198,6 +198,25 @@ def test_unchanged_stages_are_skipped_and_changes_rerun(project: Path, monkeypat
     assert result.status == {"a": "ran"}
 
 
+def test_a_run_in_parts_keeps_every_execution_in_its_wall_time(project: Path) -> None:
+    from sefin_utils import report
+
+    _run(project)  # both stages
+    _run(project)  # skipped: not an execution
+    _run(project, overrides={"x": 4}, only=["a"])  # a second part of stage a
+    run_dir = project / "runs" / "t"
+    lines = [json.loads(line) for line in (run_dir / "stages" / "history.jsonl").read_text().splitlines()]
+    assert [(d["stage"], d["status"]) for d in lines] == [("a", "ran"), ("b", "ran"), ("a", "ran")]
+    hist = report.stage_history(run_dir).set_index("stage")
+    assert hist.at["a", "executions"] == 2 and hist.at["b", "executions"] == 1
+    assert hist.at["a", "seconds"] == pytest.approx(lines[0]["seconds"] + lines[2]["seconds"])
+    stamp = json.loads((run_dir / "stages" / "a.json").read_text())
+    assert stamp["seconds"] == lines[2]["seconds"]  # the stamp keeps the last execution only
+    index = (project / "reports" / "t" / "index.html").read_text()
+    assert "2 executions (a run in parts)" in index
+    assert "over all 3 recorded executions of 2 stages" in index
+
+
 def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Path) -> None:
     stages = (*STAGES[:1], Stage("fail", "03_fail", outputs=()), Stage("b", "02_b", outputs=("b.txt",)))
     lines: list[str] = []
@@ -223,6 +242,8 @@ def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Pa
     assert not (project / "runs" / "t" / "b.txt").exists()  # the run stopped
     assert any("FAILED" in line for line in lines)
     assert "failed run" in (report_dir / "index.html").read_text()
+    history = (project / "runs" / "t" / "stages" / "history.jsonl").read_text()
+    assert [json.loads(line)["status"] for line in history.splitlines()] == ["ran", "failed"]
 
 
 def test_cli_exit_codes(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

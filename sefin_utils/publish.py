@@ -55,9 +55,41 @@ _CODE_LINK = re.compile(r'\s*\|\s*<a href="[0-9]{2}_[A-Za-z0-9_]+\.html">with co
 _STAGE_PAGE = re.compile(r"^[0-9]{2}_[A-Za-z0-9_]+\.nocode\.html$")
 
 
-def publish_report(src: str | Path, dest: str | Path) -> list[Path]:
+def parse_renames(pairs: Sequence[str]) -> dict[str, str]:
+    """``["OLD=NEW", ...]`` (the ``--rename`` options) -> ``{OLD: NEW}``; raises ``ValueError`` naming a pair
+    without ``=`` or with an empty OLD."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old:
+            raise ValueError(f"--rename {pair!r}: expected OLD=NEW, e.g. /home/me/sefin/data/full=data/full")
+        out[old] = new
+    return out
+
+
+def _rename_in_text(paths: Sequence[Path], renames: dict[str, str]) -> None:
+    """Replace each OLD by its NEW in the published text files (html, csv), longest OLD first."""
+    if not renames:
+        return
+    order = sorted(renames, key=len, reverse=True)
+    for path in paths:
+        if path.suffix not in (".html", ".csv") or not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        new = text
+        for old in order:
+            new = new.replace(old, renames[old])
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+
+
+def publish_report(src: str | Path, dest: str | Path, *, renames: dict[str, str] | None = None) -> list[Path]:
     """Copy the readable part of one rendered report folder ``src`` into ``dest`` (created; files already there
     with the same names are replaced, others are removed so that ``dest`` mirrors ``src``). Returns the written paths.
+
+    ``renames`` ({OLD: NEW}, the command's ``--rename OLD=NEW``) replaces text in the published pages and tables:
+    for the machine's local paths (data root, run folder), which mean nothing to a reader, e.g.
+    ``{"/home/me/sefin/data/full": "data/full"}``.
 
     Raises ``FileNotFoundError`` naming ``src`` when it holds no ``index.html`` (not a rendered report)."""
     src, dest = Path(src), Path(dest)
@@ -78,6 +110,7 @@ def publish_report(src: str | Path, dest: str | Path) -> list[Path]:
         written += sorted((dest / "figures").iterdir())
     index = dest / "index.html"
     index.write_text(_CODE_LINK.sub("", index.read_text(encoding="utf-8")), encoding="utf-8")
+    _rename_in_text(written, renames or {})
     return written
 
 
@@ -300,6 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--names", nargs="+", help="sub-folder name per source (default: the source folder names)")
     parser.add_argument("--readme", help="write the Results section computed from the published reports into this file")
     parser.add_argument("--model", help="a run's predict bundle (<run_dir>/model) to ship as the repository's model")
+    parser.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="replace OLD by NEW in the published pages and tables (local paths: --rename /home/me/data=data)",
+    )
     parser.add_argument("--model-to", default=str(SHIPPED_MODEL_DIR), help="where --model goes (models/sefin-ser)")
     return parser
 
@@ -315,9 +355,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(names) != len(args.sources):
         parser.error(f"--names gives {len(names)} names for {len(args.sources)} sources")
     try:
+        renames = parse_renames(args.rename)
+    except ValueError as err:
+        parser.error(str(err))
+    try:
         for src, name in zip(args.sources, names, strict=True):
             dest = Path(args.to) / name
-            files = publish_report(src, dest)
+            files = publish_report(src, dest, renames=renames)
             size = sum(f.stat().st_size for f in files if f.is_file())
             print(f"{src} -> {dest}: {len(files)} files, {size / 1e6:.1f} MB")
         if args.sources:

@@ -49,6 +49,22 @@ def test_publish_mirrors_the_source(tmp_path: Path) -> None:
     assert not (dest / "stale.html").exists()
 
 
+def test_publish_renames_local_paths_in_pages_and_tables(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = _report(tmp_path / "src")
+    (src / "index.html").write_text((src / "index.html").read_text() + "<td>/home/me/sefin/data/full</td>")
+    (src / "skipped.csv").write_text("path,reason\n/home/me/sefin/data/full/esd/x.txt,not audio\n")
+    dest = tmp_path / "pub"
+    argv = [str(src), "--to", str(dest), "--rename", "/home/me/sefin/data/full=data/full"]
+    assert publish.main(argv) == 0
+    out = dest / "src"
+    assert "<td>data/full</td>" in (out / "index.html").read_text()
+    assert (out / "skipped.csv").read_text() == "path,reason\ndata/full/esd/x.txt,not audio\n"
+    assert (out / "figures" / "01_counts.png").read_bytes() == b"png"  # not text: untouched
+    with pytest.raises(SystemExit):
+        publish.main([str(src), "--to", str(dest), "--rename", "no-equals-sign"])
+    assert "expected OLD=NEW" in capsys.readouterr().err
+
+
 def test_publish_names_a_folder_that_is_not_a_report(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no index.html"):
         publish.publish_report(tmp_path, tmp_path / "out")

@@ -67,20 +67,21 @@ def parse_renames(pairs: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _renamed(text: str, renames: dict[str, str]) -> str:
+    """``text`` with each OLD replaced by its NEW, longest OLD first (so a folder and its sub-folder both apply)."""
+    for old in sorted(renames, key=len, reverse=True):
+        text = text.replace(old, renames[old])
+    return text
+
+
 def _rename_in_text(paths: Sequence[Path], renames: dict[str, str]) -> None:
-    """Replace each OLD by its NEW in the published text files (html, csv), longest OLD first."""
-    if not renames:
-        return
-    order = sorted(renames, key=len, reverse=True)
+    """Apply :func:`_renamed` to the published text files (html, csv) among ``paths``."""
     for path in paths:
-        if path.suffix not in (".html", ".csv") or not path.is_file():
-            continue
-        text = path.read_text(encoding="utf-8")
-        new = text
-        for old in order:
-            new = new.replace(old, renames[old])
-        if new != text:
-            path.write_text(new, encoding="utf-8")
+        if renames and path.suffix in (".html", ".csv") and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            new = _renamed(text, renames)
+            if new != text:
+                path.write_text(new, encoding="utf-8")
 
 
 def publish_report(src: str | Path, dest: str | Path, *, renames: dict[str, str] | None = None) -> list[Path]:
@@ -196,10 +197,13 @@ def model_card(card: dict) -> str:
     return "\n".join(lines)
 
 
-def ship_model(bundle: str | Path, dest: str | Path = SHIPPED_MODEL_DIR) -> list[Path]:
+def ship_model(
+    bundle: str | Path, dest: str | Path = SHIPPED_MODEL_DIR, *, renames: dict[str, str] | None = None
+) -> list[Path]:
     """Copy a run's predict bundle (``<run_dir>/model``: classifier.keras, preprocess.json, card.json) into ``dest``
-    (replaced), add the corpora's licences to its card and write ``README.md`` (:func:`model_card`). Returns the
-    written paths. Raises ``FileNotFoundError`` naming the bundle when one of its files is missing."""
+    (replaced), add the corpora's licences to its card and write ``README.md`` (:func:`model_card`); ``renames``
+    ({OLD: NEW}) replaces local paths in the card's strings, as in :func:`publish_report`. Returns the written
+    paths. Raises ``FileNotFoundError`` naming the bundle when one of its files is missing."""
     bundle, dest = Path(bundle), Path(dest)
     missing = [n for n in BUNDLE_FILES if not (bundle / n).is_file()]
     if missing:
@@ -208,7 +212,7 @@ def ship_model(bundle: str | Path, dest: str | Path = SHIPPED_MODEL_DIR) -> list
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     written = [Path(shutil.copy2(bundle / n, dest / n)) for n in BUNDLE_FILES if n != "card.json"]
-    card = json.loads((bundle / "card.json").read_text(encoding="utf-8"))
+    card = json.loads(_renamed((bundle / "card.json").read_text(encoding="utf-8"), renames or {}))
     card["licences"] = dict(CORPUS_LICENCES)
     (dest / "card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")  # last: marks complete
     (dest / "README.md").write_text(model_card(card), encoding="utf-8")
@@ -369,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.readme:
                 print(f"results section: {update_readme(args.readme, results_markdown(args.to, names))}")
         if args.model:
-            files = ship_model(args.model, args.model_to)
+            files = ship_model(args.model, args.model_to, renames=renames)
             size = sum(f.stat().st_size for f in files)
             print(f"{args.model} -> {args.model_to}: {len(files)} files, {size / 1e6:.1f} MB")
     except FileNotFoundError as err:

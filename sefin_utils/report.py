@@ -760,8 +760,12 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
     """
     run_dir, report_dir = Path(run_dir), Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
+    trained_seeds: list[Any] = []
     try:  # the tables of whatever classifier stages ran (a run in parts: stage 02 alone has a headline too)
-        write_results(collect_results(run_dir), run_dir)
+        results = collect_results(run_dir)
+        write_results(results, run_dir)
+        if "seed" in results.columns:
+            trained_seeds = sorted(int(x) for x in results["seed"].dropna().unique())
     except FileNotFoundError:
         pass
     fig_out = report_dir / "figures"
@@ -781,7 +785,8 @@ def build_index(run_dir: Path, report_dir: Path, *, stages: Sequence[Any] | None
     generated = is_generated_run(run_dir)
     parts: list[str] = [banner_html(run_dir)]
     mach = machine()
-    seeds = P.get("seeds") or [P.get("seed", "?")]
+    # the seeds of the models in the tables (a run stopped or resumed with more seeds: what the numbers come from)
+    seeds = trained_seeds or P.get("seeds") or [P.get("seed", "?")]
     data = "generated demo corpus (synthetic)" if generated else str(P.get("data_root"))
     stage_rows = []
     total = 0.0

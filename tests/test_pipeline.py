@@ -322,3 +322,10 @@ def test_index_leads_with_banner_headline_and_main_figures(tmp_path: Path) -> No
         report.set_main_figures(run_dir, ["missing.png"])
     (run_dir / "params.json").write_text(json.dumps({"profile": "x", "data_root": str(tmp_path), "seed": 0}))
     assert "GENERATED DATA" not in report.build_index(run_dir, report_dir, stages=STAGES).read_text()
+    # a run resumed with more seeds than its tables hold yet: the index names the seeds the numbers come from
+    P = {"profile": "x", "data_root": str(tmp_path), "seeds": [0, 1, 2]}
+    (run_dir / "params.json").write_text(json.dumps(P))
+    (run_dir / "ser").mkdir()
+    _fake_results().to_csv(run_dir / "ser" / "results.csv", index=False)
+    index = report.build_index(run_dir, report_dir, stages=STAGES).read_text()
+    assert "<td>2 (0, 1)</td>" in index

@@ -81,7 +81,7 @@ def _bundle(root: Path) -> Path:
         "protocol": "speaker",
         "classes": ["angry", "sad"],
         "metrics": {"test_n": 10, "test_macro_f1": 0.5, "test_CREMA-D_n": 4, "test_CREMA-D_macro_f1": 0.25},
-        "data": {"data_root": "data/full", "clips_per_split": {"train": 8}},
+        "data": {"data_root": "/home/me/sefin/data/full", "clips_per_split": {"train": 8}},
     }
     (root / "card.json").write_text(json.dumps(card))
     return root
@@ -96,6 +96,10 @@ def test_ship_model_copies_the_bundle_and_writes_its_card(tmp_path: Path) -> Non
     assert card["variant"] == "anchor_mlp" and card["licences"]["RAVDESS"] == "CC BY-NC-SA 4.0"
     readme = (dest / "README.md").read_text()
     assert "| test, CREMA-D | 4 | – | 0.250 | – |" in readme and "non-commercial" in readme
+    local = json.loads((bundle / "card.json").read_text())["data"]["data_root"]
+    assert publish.main(["--model", str(bundle), "--model-to", str(dest), "--rename", f"{local}=data/full"]) == 0
+    assert json.loads((dest / "card.json").read_text())["data"]["data_root"] == "data/full"
+    assert "**Data:** data/full;" in (dest / "README.md").read_text()
 
 
 def test_ship_model_names_an_incomplete_bundle(tmp_path: Path) -> None:

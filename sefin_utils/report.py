@@ -706,11 +706,11 @@ def _fmt_seconds(s: float) -> str:
 
 def stage_history(run_dir: str | os.PathLike) -> pd.DataFrame:
     """Every recorded execution of each stage of a run folder, summed: one row per stage with ``executions``,
-    ``failed`` (how many of them failed), ``seconds`` (their wall time, seconds, failed ones included) and ``first``/
-    ``last`` (start of the first, end of the last). Read from :data:`sefin_utils.stages.STAGE_HISTORY`; empty (those
-    columns) when the run has none. Unreadable lines raise ``ValueError`` naming the file and line."""
+    ``failed`` (how many of them failed) and ``seconds`` (their wall time, seconds, failed ones included). Read from
+    :data:`sefin_utils.stages.STAGE_HISTORY`; empty (those columns) when the run has none. Unreadable lines raise
+    ``ValueError`` naming the file and line."""
     path = Path(run_dir) / STAGE_HISTORY
-    cols = ["stage", "executions", "failed", "seconds", "first", "last"]
+    cols = ["stage", "executions", "failed", "seconds"]
     if not path.is_file():
         return pd.DataFrame(columns=cols)
     rows = []
@@ -728,8 +728,6 @@ def stage_history(run_dir: str | os.PathLike) -> pd.DataFrame:
         executions=("seconds", "size"),
         failed=("status", lambda x: int((x == "failed").sum())),
         seconds=("seconds", "sum"),
-        first=("started", "min"),
-        last=("finished", "max"),
     )
     return out.reset_index()[cols]
 

@@ -223,13 +223,6 @@ RESULTS_START = "<!-- results:start (python -m sefin_utils publish --readme READ
 RESULTS_END = "<!-- results:end -->"
 
 
-def _pm(mean: float, sd: float) -> str:
-    """``mean ± sd`` of published columns (``tables.fmt`` each), the bare mean without a spread, "–" for none."""
-    if mean != mean:
-        return "–"
-    return tables.fmt(float(mean)) + (f" ± {tables.fmt(float(sd))}" if sd == sd else "")
-
-
 def results_markdown(dest: str | Path, names: Sequence[str]) -> str:
     """The README's Results section, computed from the published reports ``dest/<name>/`` (one per protocol): the
     headline (test and ESD macro-F1, mean ± sd over seeds, n seeds, per protocol, the study's logged number beside),
@@ -263,8 +256,8 @@ def results_markdown(dest: str | Path, names: Sequence[str]) -> str:
                 ood.append("–")
                 continue
             r = r.iloc[0]
-            cells.append(f"{_pm(r['test macro-F1'], r['test macro-F1 sd'])} ({int(r['seeds'])})")
-            ood.append(_pm(r["ESD macro-F1"], r["ESD macro-F1 sd"]))
+            cells.append(f"{tables.pm(r['test macro-F1'], r['test macro-F1 sd'], missing='–')} ({int(r['seeds'])})")
+            ood.append(tables.pm(r["ESD macro-F1"], r["ESD macro-F1 sd"], missing="–"))
             if r.get("study macro-F1") == r.get("study macro-F1"):
                 logged = f"{r['study macro-F1']:.2f}"
         out.append(f"| `{m}` | " + " | ".join(cells + ood) + f" | {logged} |")
@@ -305,8 +298,8 @@ def results_markdown(dest: str | Path, names: Sequence[str]) -> str:
             "| feature | from its FIN | from librosa | FIN - librosa |",
             "|---|---|---|---|",
             *[
-                f"| `{x.feature}` | {_pm(x.fin_mean, x.fin_std)} | {_pm(x.librosa_mean, x.librosa_std)} | "
-                f"{x.fin_minus_librosa:+.3f} |"
+                f"| `{x.feature}` | {tables.pm(x.fin_mean, x.fin_std, missing='–')} | "
+                f"{tables.pm(x.librosa_mean, x.librosa_std, missing='–')} | {x.fin_minus_librosa:+.3f} |"
                 for x in m.itertuples()
             ],
         ]

@@ -364,8 +364,7 @@ def format_headline(head: pd.DataFrame) -> pd.DataFrame:
             continue
         sd = head.get(f"{label} sd", pd.Series(float("nan"), index=head.index))
         out[label] = [
-            "" if pd.isna(m) else tables.fmt(m) + ("" if pd.isna(s) or n < 2 else f" ± {tables.fmt(s)}")
-            for m, s, n in zip(head[label], sd, head["seeds"], strict=True)
+            tables.pm(m, s if n >= 2 else None) for m, s, n in zip(head[label], sd, head["seeds"], strict=True)
         ]
     for label in ("study accuracy", "study macro-F1"):
         if label in head.columns:

@@ -109,6 +109,15 @@ def fmt(value: Any, *, digits: int = DIGITS) -> str:
     return str(value)
 
 
+def pm(mean: Any, sd: Any = None, *, digits: int = DIGITS, missing: str = "") -> str:
+    """``mean ± sd`` from a mean and a spread already computed (:func:`fmt` each): the bare mean when the spread is
+    missing (None or NaN), ``missing`` when the mean is."""
+    if mean is None or pd.isna(mean):
+        return missing
+    text = fmt(float(mean), digits=digits)
+    return text if sd is None or pd.isna(sd) else f"{text} ± {fmt(float(sd), digits=digits)}"
+
+
 def mean_sd(values: Iterable[float], *, digits: int = DIGITS) -> str:
     """``mean ± sd`` (sample standard deviation) of several values, the bare value of one, empty for none.
 
@@ -120,7 +129,7 @@ def mean_sd(values: Iterable[float], *, digits: int = DIGITS) -> str:
         return ""
     if v.size == 1:
         return fmt(float(v[0]), digits=digits)
-    return f"{fmt(float(v.mean()), digits=digits)} ± {fmt(float(v.std(ddof=1)), digits=digits)}"
+    return pm(v.mean(), v.std(ddof=1), digits=digits)
 
 
 def seed_summary(

@@ -80,6 +80,8 @@ def test_mean_sd_only_with_two_values_or_more() -> None:
     assert tables.mean_sd([0.5]) == "0.500"
     assert tables.mean_sd([0.5, 0.7]) == "0.600 ± 0.141"
     assert tables.mean_sd([]) == ""
+    assert tables.pm(0.6, 0.1414) == "0.600 ± 0.141" and tables.pm(0.6, float("nan")) == "0.600"
+    assert tables.pm(float("nan"), 0.1, missing="–") == "–"
 
 
 def test_seed_summary_counts_seeds_and_shows_spread_where_there_is_one() -> None:

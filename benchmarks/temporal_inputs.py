@@ -88,6 +88,7 @@ def main() -> None:
     args = ap.parse_args()
 
     P = json.loads((args.run_dir / "params.json").read_text())
+    P.setdefault("ser_frame_scale", "linear")  # runs made before the param existed (unused here: see --transforms)
     if args.train_augmentations:
         P["ser_train_augmentations"] = list(args.train_augmentations)
     p = experiments._resolve(runs.ser_params(P))

@@ -28,7 +28,8 @@
 # frames; the epoch is chosen on validation macro-F1 (`ser_select`; the study evaluated its last epoch although
 # validation loss rose); models with trainable FINs first train their head on the frozen FINs, then fine-tune
 # everything (`ser_finetune_epochs`; the warm start is kept unless an epoch beats it on validation); beside the
-# study's mean over frames, statistics pooling and a small temporal model keep the time course (`ser_pooling`);
+# study's mean over frames, statistics pooling and a small temporal model keep the time course (`ser_pooling`),
+# reading mel power and RMS in decibels (`ser_frame_scale`; the study's mean pooling keeps librosa's linear values);
 # seeds, several of them for the headline comparison where time allows; the split protocol is named beside every
 # number. The model with the best *validation* macro-F1 (anchors and baselines included) becomes the run's predict
 # bundle.

@@ -53,6 +53,7 @@ from sefin_utils.features import ABLATION_SOURCES, FEATURES, KAGGLE, SUMMARY_ORD
 from sefin_utils.layers import (
     FilterBank,
     FrameClips,
+    FramesToDb,
     MaskedAttentionPool,
     MaskedFrames,
     MaskedMean,
@@ -69,6 +70,9 @@ N_SUMMARY: int = KAGGLE.dim  # 162
 HEADS: tuple[str, ...] = ("kaggle", "study")
 SOURCES: tuple[str, ...] = ABLATION_SOURCES
 FIN_INITS: tuple[str, ...] = ("pretrained", "random")
+FRAME_SCALES: tuple[str, ...] = ("linear", "db")
+"""How a classifier reads the per-frame vectors before pooling: ``linear`` (the values as librosa gives them: mel
+power, RMS amplitude; the study's) or ``db`` (mel and RMS in decibels, :func:`frames_to_db`)."""
 POOLINGS: tuple[str, ...] = ("mean", "stats", "temporal")
 """How the per-frame vectors become one clip vector: ``mean`` (the study's masked mean -> head), ``stats`` (masked
 mean and std over real frames, 2 x 162 -> head), ``temporal`` (per-frame standardisation -> two masked Conv1D 64
@@ -283,12 +287,15 @@ def build_end_to_end(
     composition: Composition = KAGGLE,
     pooling: str = "mean",
     dropout: float | None = None,
+    frame_scale: str = "linear",
 ) -> keras.Model:
     """End-to-end classifier: clip -> frames -> FINs (or librosa labels) per frame -> masked mean -> head.
 
     ``pooling`` (:data:`POOLINGS`): ``mean`` is the study's; ``stats`` and ``temporal`` keep the time course
     (:func:`pool_and_classify`; their ``norm_mean``/``norm_var`` have the shape :func:`norm_dim` gives).
-    ``dropout``: see :func:`build_head`.
+    ``dropout``: see :func:`build_head`. ``frame_scale`` (:data:`FRAME_SCALES`): ``db`` reads mel and RMS in
+    decibels before pooling (:class:`~sefin_utils.layers.FramesToDb`; ``norm_mean``/``norm_var`` then describe
+    the dB values).
 
     Parameters
     ----------
@@ -349,6 +356,7 @@ def build_end_to_end(
         standardize=standardize,
         seed=seed,
         dropout=dropout,
+        db_factors=_db_factors(frame_scale, composition),
     )
     if name is None:
         name = f"e2e_{ablation_code(sources, composition)}_{fin_init}_{'ft' if fin_trainable else 'frozen'}"
@@ -374,8 +382,12 @@ def pool_and_classify(
     standardize: bool = True,
     seed: int = 0,
     dropout: float | None = None,
+    db_factors: np.ndarray | None = None,
 ) -> Any:
     """Per-frame vectors (batch, T, d) and mask (batch, T) -> class probabilities, by ``pooling`` (:data:`POOLINGS`).
+
+    ``db_factors`` (d,): when given, the vectors are first read in decibels where a factor is > 0
+    (:class:`~sefin_utils.layers.FramesToDb`, layer ``frames_db``); the statistics describe those values.
 
     ``mean``: :class:`MaskedMean` -> standardise (d) -> head (the study's). ``stats``: :class:`MaskedStats` ->
     standardise (2 d) -> head. ``temporal``: standardise each frame (d) -> padding frames zeroed -> two Conv1D
@@ -386,6 +398,10 @@ def pool_and_classify(
     """
     dim = int(per_frame.shape[-1])
     n = norm_dim(pooling, dim)
+    if db_factors is not None:
+        if len(db_factors) != dim:
+            raise ValueError(f"db_factors has {len(db_factors)} values for {dim}-dim per-frame vectors")
+        per_frame = FramesToDb([float(f) for f in db_factors], name="frames_db")(per_frame)
     if pooling == "mean":
         x = MaskedMean(name="masked_mean")([per_frame, mask])
         x = _normalization(norm_mean, norm_var, n)(x) if standardize else x
@@ -418,10 +434,13 @@ def build_frame_classifier(
     seed: int = 0,
     dropout: float | None = None,
     name: str = "frame_classifier",
+    frame_scale: str = "linear",
+    composition: Composition = KAGGLE,
 ) -> keras.Model:
     """The pooling and head of an end-to-end model on precomputed per-frame vectors: inputs ``per_frame``
     (None, n_frames, dim) and ``mask`` (None, n_frames) -> probabilities (:func:`pool_and_classify`, same layer names
-    and seeds as :func:`build_end_to_end`, so its weights copy into it)."""
+    and seeds as :func:`build_end_to_end`, so its weights copy into it). ``frame_scale`` and ``composition``: as
+    there (``dim`` must be the composition's with ``db``)."""
     per_frame = keras.Input(shape=(n_frames, dim), name="per_frame")
     mask = keras.Input(shape=(n_frames,), name="mask")
     out = pool_and_classify(
@@ -434,8 +453,41 @@ def build_frame_classifier(
         norm_var=norm_var,
         seed=seed,
         dropout=dropout,
+        db_factors=_db_factors(frame_scale, composition),
     )
     return keras.Model({"per_frame": per_frame, "mask": mask}, out, name=name)
+
+
+def _db_factors(frame_scale: str, composition: Composition) -> np.ndarray | None:
+    if frame_scale not in FRAME_SCALES:
+        raise ValueError(f"frame_scale must be one of {FRAME_SCALES}, got {frame_scale!r}")
+    return composition.db_factors() if frame_scale == "db" else None
+
+
+def frames_to_db(per_frame: np.ndarray, frame_scale: str = "db", composition: Composition = KAGGLE) -> np.ndarray:
+    """Per-frame vectors (..., d) in ``composition`` order -> the values a ``frame_scale`` classifier reads
+    (float32): with ``db``, mel power as ``10 log10(max(x, 1e-10))`` and RMS as ``20 log10(max(x, 1e-5))``
+    (:attr:`~sefin_utils.features.Feature.db_factor`; -100 dB floors, ``librosa.power_to_db(ref=1, amin=1e-10,
+    top_db=None)``), the rest unchanged; with ``linear``, the input. What
+    :class:`~sefin_utils.layers.FramesToDb` computes in the model, for the train statistics.
+
+    Raises
+    ------
+    ValueError: unknown ``frame_scale``, or a last axis that is not the composition's length.
+    """
+    factors = _db_factors(frame_scale, composition)
+    x = np.asarray(per_frame, dtype="float32")
+    if factors is None:
+        return x
+    if x.shape[-1] != len(factors):
+        raise ValueError(
+            f"per-frame vectors have {x.shape[-1]} values; composition {composition.name!r} has {len(factors)}"
+        )
+    out = x.copy()
+    on = factors > 0
+    floor = (10.0 ** (-100.0 / factors[on])).astype("float32")
+    out[..., on] = factors[on] * np.log10(np.maximum(x[..., on], floor))
+    return out
 
 
 def pooled_norm_stats(per_frame: np.ndarray, mask: np.ndarray, pooling: str) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ from sefin_utils.classifiers import (
     ABLATION,
     ALL_FIN,
     FEATURE_NAMES,
+    FRAME_SCALES,
     HEADS,
     POOLINGS,
     ablation_code,
@@ -44,12 +45,14 @@ from sefin_utils.classifiers import (
     clone_fin,
     copy_head_weights,
     encode_labels,
+    frames_to_db,
     make_inputs,
     model_input_names,
     norm_stats,
     pooled_label_parts,
     pooled_label_vectors,
     pooled_norm_stats,
+    sources_from_code,
 )
 from sefin_utils.constants import ESD_EMOTIONS, FRAME_LENGTH, HOP_LENGTH, N_FRAMES, SR, class_names
 from sefin_utils.fins import AMIN, TargetStats, build_fin, check_arch, check_name, count_macs, feature_dim, save_fin
@@ -408,6 +411,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "finetune_epochs": None,
     "finetune_batch_size": None,
     "pooling": ["mean"],
+    "frame_scale": "db",
     "anchors": [],
     "resume": True,
     "feature_cache": True,
@@ -417,7 +421,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
 RESUME_VERSION: int = 1
 """Part of every model's resume key (:func:`resume_key`): bump to retrain every stored model."""
 _NOT_IN_KEY: frozenset[str] = frozenset(
-    {"head", "heads", "variants", "pooling", "ablation", "ablation_codes", "ablation_epochs", "anchors", "seeds"}
+    {"head", "heads", "variants", "pooling", "frame_scale", "ablation", "ablation_codes", "ablation_epochs"}
+    | {"anchors", "seeds"}
     | {"progress", "save_models", "resume", "baseline_unstandardized", "ablation_fin_trainable", "feature_cache"}
 )
 """Params that choose which models run (each spec carries what it uses of them) or how a run reports progress: they
@@ -455,6 +460,8 @@ def _resolve(params: Mapping[str, Any] | None) -> dict[str, Any]:
     bad = set(p["pooling"]) - set(POOLINGS)
     if bad:
         raise ValueError(f"params['pooling'] has unknown entries {sorted(bad)}; known: {POOLINGS}")
+    if p["frame_scale"] not in FRAME_SCALES:
+        raise ValueError(f"params['frame_scale'] must be one of {FRAME_SCALES}, got {p['frame_scale']!r}")
     bad = set(p["anchors"]) - set(_anchors.ANCHORS)
     if bad:
         raise ValueError(f"params['anchors'] has unknown entries {sorted(bad)}; known: {_anchors.ANCHORS}")
@@ -538,6 +545,7 @@ def _specs(p: Mapping[str, Any]) -> list[dict[str, Any]]:
                         "fin_init": "pretrained" if kind == "e2e" else "",
                         "fin_trainable": False,
                         "pooling": pool,
+                        "frame_scale": p["frame_scale"],
                         "seeds": seeds,
                     }
                 )
@@ -815,14 +823,17 @@ def run_experiments(
                 records.append(done[(spec["variant"], seed)])
                 continue
             if spec["frame_shortcut"]:  # pooling and head on precomputed per-frame vectors (frozen FINs / librosa)
-                nkey = (key, spec["pooling"])
+                nkey = (key, spec["pooling"], spec["frame_scale"])
                 if nkey not in frame_norm:
                     frame_norm[nkey] = pooled_norm_stats(
-                        data["train"]["per_frame"], data["train"]["mask"], spec["pooling"]
+                        frames_to_db(data["train"]["per_frame"], spec["frame_scale"]),
+                        data["train"]["mask"],
+                        spec["pooling"],
                     )
                 model = build_frame_classifier(
                     dim=int(data["train"]["per_frame"].shape[-1]),
                     pooling=spec["pooling"],
+                    frame_scale=spec["frame_scale"],
                     head=spec["head"] if spec["head"] in HEADS else head_default,
                     n_classes=n_classes,
                     norm_mean=frame_norm[nkey][0],
@@ -882,9 +893,10 @@ def run_experiments(
             warm = None
             if spec.get("fin_trainable") and p["finetune_epochs"] is not None:  # head first, then everything
                 key_head = (spec["head"], ablation_code(sources), spec["fin_init"], seed)
-                warm = _warm_start_head(
-                    model, heads.get(key_head), data, y, spec, seed, n_classes, norm, p, epochs, fit_args
-                )
+                saved_head = heads.get(key_head)
+                if saved_head is None and spec["fin_init"] == "pretrained":  # trained by an earlier part of the run
+                    saved_head = _load_head(out, key_head, _head_key(p, key_head, epochs, fingerprint))
+                warm = _warm_start_head(model, saved_head, data, y, spec, seed, n_classes, norm, p, epochs, fit_args)
                 epochs = int(p["finetune_epochs"])
                 # a small rate keeps what pre-trained FINs learnt; re-initialised ones have everything to learn
                 lr = float(p["finetune_lr"] or p["lr"]) if spec["fin_init"] == "pretrained" else float(p["lr"])
@@ -901,7 +913,10 @@ def run_experiments(
                 **fit_args,
             )
             if spec["shortcut"]:  # the trained head warm-starts the fine-tuned variant of the same FINs and seed
-                heads[(spec["head"], ablation_code(sources), "pretrained", seed)] = _layer_weights(model)
+                key_head = (spec["head"], ablation_code(sources), "pretrained", seed)
+                heads[key_head] = _layer_weights(model)
+                if ablation_code(sources) == ablation_code(ALL_FIN):  # what e2e_finetuned starts from, on disk
+                    _save_head(out, key_head, heads[key_head], _head_key(p, key_head, epochs, fingerprint))
             reports: dict[str, Any] = {}
             for s in ("val", "test", "ood"):
                 if s not in data:
@@ -948,6 +963,7 @@ def run_experiments(
                 "fin_trainable": spec.get("fin_trainable", False),
                 "standardize": spec.get("standardize", True),
                 "pooling": spec["pooling"],
+                "frame_scale": spec.get("frame_scale", "linear"),
                 "select": p["select"],
                 "protocol": p["protocol"],
                 "n_classes": n_classes,
@@ -1039,6 +1055,56 @@ def _warm_start_head(
         model.get_layer(name).set_weights(weights)
     info["seconds"] = time.perf_counter() - t0
     return info
+
+
+def _head_key(p: Mapping[str, Any], key_head: tuple, epochs: int, fingerprint: Mapping[str, Any]) -> str:
+    """The key of a head trained on frozen FINs' pooled outputs (head, sources, init, seed; its epochs; the params,
+    store, FINs and code of :func:`resume_key`): a saved head is reused only for the same key."""
+    head, code, init, seed = key_head
+    used = sorted(n for n, v in sources_from_code(code).items() if v == "fin")
+    return stable_hash(
+        {
+            "v": RESUME_VERSION,
+            "params": {k: v for k, v in p.items() if k not in _NOT_IN_KEY},
+            "head": [head, code, init, int(seed), int(epochs)],
+            "store": fingerprint["store"],
+            "fins": {n: fingerprint["fins"].get(n) for n in used},
+            "code": fingerprint["code"],
+        }
+    )
+
+
+def _head_path(out: Path, key_head: tuple) -> Path:
+    head, code, init, seed = key_head
+    return out / "heads" / f"{head}_{code.replace('-', '')}_{init}__seed{seed}.npz"
+
+
+def _save_head(out: Path, key_head: tuple, weights: Mapping[str, list[np.ndarray]], key: str) -> None:
+    """``heads/<head>_<sources>_<init>__seed<k>.npz``: the trained head's weights (``layer/i`` arrays) and ``key``,
+    so that a run resumed in a later part warm-starts ``e2e_finetuned`` without training the head again."""
+    path = _head_path(out, key_head)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"{name}/{i}": w for name, ws in weights.items() for i, w in enumerate(ws)}
+    tmp = path.with_name(path.name + ".partial.npz")
+    np.savez(tmp, __key__=np.array(key), **arrays)
+    tmp.replace(path)
+
+
+def _load_head(out: Path, key_head: tuple, key: str) -> dict[str, list[np.ndarray]] | None:
+    """The head :func:`_save_head` wrote for ``key_head`` when its key is ``key``; None otherwise."""
+    path = _head_path(out, key_head)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            if str(z["__key__"]) != key:
+                return None
+            weights: dict[str, list[np.ndarray]] = {}
+            for name in sorted((n for n in z.files if n != "__key__"), key=lambda n: int(n.rsplit("/", 1)[1])):
+                weights.setdefault(name.rsplit("/", 1)[0], []).append(np.asarray(z[name]))
+            return weights
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _layer_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
@@ -1157,6 +1223,7 @@ def _assemble(
         name=spec["variant"],
         pooling=pooling,
         dropout=dropout,
+        frame_scale=spec.get("frame_scale", "linear"),
     )
     copy_head_weights(trained, full)
     k = min(n_check, len(val_rows))

@@ -164,6 +164,10 @@ class Feature:
         Training-space transform of the FIN's targets (:data:`TARGET_KINDS`): ``log`` for power features.
     plot : str
         How figures draw it (:data:`PLOT_KINDS`).
+    db_factor : float or None
+        The values' decibel factor when they are a power (10: mel) or an amplitude (20: RMS), so that a classifier of
+        per-frame vectors can read them in dB (``db_factor * log10(max(x, 10 ** (-100 / db_factor)))``: -100 dB
+        floors, librosa's ``amin=1e-10`` for power); None when they already are on a log or bounded scale.
     study_r2 : Mapping or None
         The study's published R² (``study.FIN_R2[name]``: ``r2_test``, ``r2_vw_test``, ``r2_ood``, ``r2_vw_ood``);
         None for a feature the study did not imitate.
@@ -182,6 +186,7 @@ class Feature:
     component_names: tuple[str, ...]
     target: str = "linear"
     plot: str = "line"
+    db_factor: float | None = None
     study_r2: Mapping[str, float | None] | None = None
     fin: Callable[[Any], Any] | None = None
 
@@ -193,6 +198,8 @@ class Feature:
             problems.append(f"dim must be >= 1, got {self.dim}")
         if len(self.component_names) != self.dim:
             problems.append(f"{len(self.component_names)} component_names for dim {self.dim}")
+        if self.db_factor is not None and not float(self.db_factor) > 0:
+            problems.append(f"db_factor must be None or > 0, got {self.db_factor!r}")
         for field_name, value, allowed in (
             ("target", self.target, TARGET_KINDS),
             ("plot", self.plot, PLOT_KINDS),
@@ -250,6 +257,7 @@ _REGISTRY: dict[str, Feature] = {
             _labels_rms,
             study.FIN_LOSS["rms"],
             ("rms",),
+            db_factor=20.0,
             study_r2=study.FIN_R2["rms"],
         ),
         Feature(
@@ -298,6 +306,7 @@ _REGISTRY: dict[str, Feature] = {
             tuple(f"mel_{i:03d}" for i in range(N_MELS)),
             target="log",
             plot="image_db",
+            db_factor=10.0,
             study_r2=study.FIN_R2["mel"],
         ),
     )
@@ -536,6 +545,13 @@ class Composition:
     def dim(self) -> int:
         """Length of the vector (162 for :data:`KAGGLE`)."""
         return sum(get_feature(n).dim for n in self.order)
+
+    def db_factors(self) -> np.ndarray:
+        """(dim,) float32: each component's :attr:`Feature.db_factor` in vector order, 0 where None (the per-frame
+        decibel scale of :func:`sefin_utils.classifiers.frames_to_db`)."""
+        return np.concatenate(
+            [np.full(get_feature(n).dim, get_feature(n).db_factor or 0.0, dtype="float32") for n in self.order]
+        )
 
     @property
     def features(self) -> tuple[str, ...]:

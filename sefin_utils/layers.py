@@ -531,6 +531,37 @@ class MaskedStats(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class FramesToDb(keras.layers.Layer):
+    """Per-frame vectors (batch, T, d) with some components in decibels: component ``i`` becomes
+    ``factors[i] * log10(max(x, 10 ** (-100 / factors[i])))`` where ``factors[i] > 0`` (10 for a power, 20 for an
+    amplitude: a -100 dB floor, librosa's ``power_to_db`` with ``amin=1e-10``, ``ref=1``, no ``top_db``) and is left
+    as it is where ``factors[i] == 0``. The same as :func:`sefin_utils.classifiers.frames_to_db` (tested)."""
+
+    def __init__(self, factors: Sequence[float], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.factors = [float(f) for f in factors]
+        f = np.asarray(self.factors, dtype="float32")
+        if f.ndim != 1 or (f < 0).any():
+            raise ValueError(f"factors must be a 1-D list of values >= 0, got {factors!r}")
+        self._f = f
+        self._amin = np.where(f > 0, 10.0 ** (-100.0 / np.maximum(f, 1e-9)), 1.0).astype("float32")
+
+    def call(self, x: Any) -> Any:
+        f = ops.cast(self._f, x.dtype)
+        db = (f / math.log(10.0)) * ops.log(ops.maximum(x, ops.cast(self._amin, x.dtype)))
+        return ops.where(f > 0, db, x)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "factors": self.factors}
+
+    def macs(self, input_shape: tuple) -> int:
+        return 3 * int(np.prod(input_shape[1:]))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class MaskedFrames(keras.layers.Layer):
     """Zero the padding frames of ``[x (batch, T, d), mask (batch, T)]`` (so a convolution sees silence there)."""
 

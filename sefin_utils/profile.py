@@ -306,6 +306,7 @@ SCHEMA: dict[str, Type] = {
     "ser_lr_schedule": Choice("plateau", "cosine"),
     "ser_dropout": Float(0.0, nullable=True),
     "ser_pooling": ListOf(Choice("mean", "stats", "temporal")),
+    "ser_frame_scale": Choice("db", "linear"),
     "anchors": ListOf(Choice("logreg", "svm_rbf", "mlp")),
     "seeds": ListOf(Int(0)),
     "ablation": BOOL,

@@ -180,6 +180,7 @@ def ser_params(P: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         "lr_schedule": P["ser_lr_schedule"],
         "dropout": P["ser_dropout"],
         "pooling": list(P["ser_pooling"]),
+        "frame_scale": P["ser_frame_scale"],
         "anchors": list(P["anchors"]),
         "progress": True,
     }

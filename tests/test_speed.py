@@ -62,6 +62,23 @@ def test_second_run_trains_nothing_and_gives_the_same_table(
     assert json.loads((tmp_path / "metrics" / "baseline_kaggle__seed0.json").read_text())["resume_key"] != key0
 
 
+def test_a_resumed_run_warm_starts_fine_tuning_from_the_saved_head(fins: dict[str, keras.Model], tmp_path) -> None:
+    store = fake_store({"train": 8, "val": 4, "test": 4, "ood": 5})
+    params = _params(variants=["frozen", "finetuned"], finetune_epochs=1, save_models=False, seeds=[0])
+    first = experiments.run_experiments(store, None, tmp_path, params=params, fins=fins)
+    assert list((tmp_path / "heads").iterdir()) == [tmp_path / "heads" / "kaggle_FFFFF_pretrained__seed0.npz"]
+    warm = json.loads((tmp_path / "metrics" / "e2e_finetuned__seed0.json").read_text())["warm_start"]
+    assert warm["reused"] is True  # the same run: e2e_frozen's head, in memory
+    (tmp_path / "metrics" / "e2e_finetuned__seed0.json").unlink()  # stopped before fine-tuning finished
+    again = experiments.run_experiments(store, None, tmp_path, params=params, fins=fins)
+    warm = json.loads((tmp_path / "metrics" / "e2e_finetuned__seed0.json").read_text())["warm_start"]
+    assert warm["reused"] is True  # e2e_frozen was read back: its head came from heads/, not trained again
+    scores = [c for c in first.columns if c.endswith(("macro_f1", "accuracy", "uar"))]
+    pd.testing.assert_frame_equal(first[scores], again[scores])  # the same fine-tuned model as in one sitting
+    # a head saved for other inputs is not used
+    assert experiments._load_head(tmp_path, ("kaggle", "F-F-F-F-F", "pretrained", 0), "another key") is None
+
+
 def test_fingerprints_follow_content(fins: dict[str, keras.Model], tmp_path) -> None:
     fin = fins["mel"]
     fin.save(tmp_path / "mel.keras")
@@ -141,7 +158,8 @@ def test_cached_paths_predict_as_the_direct_path(tmp_path) -> None:
     train = split["train"]
     y = {s: classifiers.encode_labels(store.index["emotion"].to_numpy()[r], CLASSES) for s, r in split.items()}
     vec = experiments.per_frame_vectors(store, train, classifiers.ALL_FIN, fins)
-    mean, var = classifiers.pooled_norm_stats(vec["per_frame"], vec["mask"], "stats")
+    db = classifiers.frames_to_db(vec["per_frame"], "db")  # the pipeline's default ser_frame_scale
+    mean, var = classifiers.pooled_norm_stats(db, vec["mask"], "stats")
     model = classifiers.build_end_to_end(
         fins=fins,
         sources=classifiers.ALL_FIN,
@@ -153,6 +171,7 @@ def test_cached_paths_predict_as_the_direct_path(tmp_path) -> None:
         seed=0,
         pooling="stats",
         name="e2e_frozen_stats",
+        frame_scale="db",
     )
     x = {s: classifiers.make_inputs(store, r, classifiers.ALL_FIN, clip_mode="clip") for s, r in split.items()}
     training.train_classifier(

@@ -412,6 +412,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "finetune_batch_size": None,
     "pooling": ["mean"],
     "frame_scale": "db",
+    "temporal_train_augmentations": None,
     "anchors": [],
     "resume": True,
     "feature_cache": True,
@@ -422,6 +423,7 @@ RESUME_VERSION: int = 1
 """Part of every model's resume key (:func:`resume_key`): bump to retrain every stored model."""
 _NOT_IN_KEY: frozenset[str] = frozenset(
     {"head", "heads", "variants", "pooling", "frame_scale", "ablation", "ablation_codes", "ablation_epochs"}
+    | {"temporal_train_augmentations"}
     | {"anchors", "seeds"}
     | {"progress", "save_models", "resume", "baseline_unstandardized", "ablation_fin_trainable", "feature_cache"}
 )
@@ -468,7 +470,11 @@ def _resolve(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return p
 
 
-def _split_rows(store: Any, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _split_rows(
+    store: Any, p: Mapping[str, Any], train_augmentations: Sequence[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Rows of each split: train (the clips of ``train_augmentations``, default ``p["train_augmentations"]``; None
+    in both: every copy), and the original recordings of val, test and ood (ESD's classes only)."""
     idx = store.index.reset_index(drop=True)
     for col in ("split", "emotion"):
         if col not in idx.columns:
@@ -478,8 +484,10 @@ def _split_rows(store: Any, p: Mapping[str, Any]) -> dict[str, np.ndarray]:
     if p["calm"] == "drop":
         keep &= (idx["emotion"] != "calm").to_numpy()
     train = keep & (idx["split"] == "train").to_numpy()
-    if p["train_augmentations"] is not None:
-        train &= aug.isin(list(p["train_augmentations"])).to_numpy()
+    if train_augmentations is None:
+        train_augmentations = p["train_augmentations"]
+    if train_augmentations is not None:
+        train &= aug.isin(list(train_augmentations)).to_numpy()
     orig = (aug == "orig").to_numpy()
     rows = {
         "train": np.flatnonzero(train),
@@ -547,6 +555,11 @@ def _specs(p: Mapping[str, Any]) -> list[dict[str, Any]]:
                         "pooling": pool,
                         "frame_scale": p["frame_scale"],
                         "seeds": seeds,
+                        **(
+                            {"train_augmentations": list(p["temporal_train_augmentations"])}
+                            if pool == "temporal" and p["temporal_train_augmentations"] is not None
+                            else {}
+                        ),
                     }
                 )
     if p["ablation"]:
@@ -768,14 +781,19 @@ def run_experiments(
         if spec not in todo:  # every seed finished in an earlier run with the same inputs: read back
             records += [done[(spec["variant"], seed)] for seed in spec["seeds"]]
             continue
+        srows, sy, scw = rows, y, cw
+        if spec.get("train_augmentations") is not None:  # temporal models: their own train clips (and weights)
+            srows = {**rows, "train": _split_rows(store, p, spec["train_augmentations"])["train"]}
+            sy = {**y, "train": encode_labels(idx["emotion"].to_numpy()[srows["train"]], classes, calm=p["calm"])}
+            scw = balanced_class_weight(sy["train"], n_classes) if p["class_weight"] == "balanced" else None
         if spec["frame_shortcut"]:
             sources = spec["sources"]
-            key = ("frames", ablation_code(sources))
+            key = ("frames", ablation_code(sources), tuple(spec.get("train_augmentations") or ()))
             if key not in input_cache:
                 input_cache.clear()
                 input_cache[key] = {
                     s: per_frame_vectors(store, r, sources, fins or {}, batch_size=int(p["batch_size"]), root=root)
-                    for s, r in rows.items()
+                    for s, r in srows.items()
                     if len(r)
                 }
         elif spec["shortcut"]:
@@ -882,7 +900,7 @@ def run_experiments(
                 batch_size=int(p["batch_size"]),
                 seed=seed,
                 patience=int(p["patience"]),
-                class_weight=cw,
+                class_weight=scw,
                 progress=p["progress"],
                 run_eagerly=bool(p["run_eagerly"]),
                 select=p["select"],
@@ -904,7 +922,7 @@ def run_experiments(
             fit = train_classifier(
                 model,
                 data["train"],
-                y["train"],
+                sy["train"],
                 data["val"],
                 y["val"],
                 epochs=epochs,
@@ -968,7 +986,8 @@ def run_experiments(
                 "protocol": p["protocol"],
                 "n_classes": n_classes,
                 "n_params": int(model.count_params()),
-                "n_train": len(rows["train"]),
+                "n_train": len(srows["train"]),
+                "train_augmentations": "+".join(spec.get("train_augmentations") or p["train_augmentations"] or ["all"]),
                 "epochs_run": fit["epochs_run"],
                 "best_epoch": fit["best_epoch"],
                 "s_per_epoch": fit["s_per_epoch"],
@@ -1307,6 +1326,7 @@ def _run_anchors(
                 "n_classes": len(classes),
                 "n_params": int(_anchor_params(fit)),
                 "n_train": len(rows["train"]),
+                "train_augmentations": "orig",
                 "epochs_run": np.nan,
                 "best_epoch": np.nan,
                 "s_per_epoch": seconds,

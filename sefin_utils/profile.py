@@ -301,6 +301,7 @@ SCHEMA: dict[str, Type] = {
     "ser_finetune_batch_size": Int(1, nullable=True),
     "class_weight": Choice("balanced", nullable=True),
     "ser_train_augmentations": ListOf(Choice(*CLIP_AUGMENTATIONS), nullable=True),
+    "ser_temporal_train_augmentations": ListOf(Choice(*CLIP_AUGMENTATIONS), nullable=True),
     "ser_select": Choice("val_macro_f1", "val_loss"),
     "ser_weight_decay": Float(0.0),
     "ser_lr_schedule": Choice("plateau", "cosine"),

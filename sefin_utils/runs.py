@@ -181,6 +181,7 @@ def ser_params(P: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         "dropout": P["ser_dropout"],
         "pooling": list(P["ser_pooling"]),
         "frame_scale": P["ser_frame_scale"],
+        "temporal_train_augmentations": P["ser_temporal_train_augmentations"],
         "anchors": list(P["anchors"]),
         "progress": True,
     }

@@ -227,3 +227,31 @@ def test_anchors_train_on_the_original_recordings_only(tmp_path) -> None:
     train = store.index["split"] == "train"
     assert res.loc["baseline_kaggle", "n_train"] == train.sum()
     assert res.loc["anchor_logreg", "n_train"] == (train & (store.index["augmentation"] == "orig")).sum() > 0
+
+
+def test_temporal_models_can_train_on_their_own_copies(fins: dict[str, keras.Model], tmp_path) -> None:
+    """``temporal_train_augmentations``: the temporal-pooling models train on these copies, every other model on
+    ``train_augmentations``; the results say which clips each model saw."""
+    store = learnable_store({"train": 2, "val": 2, "test": 1})
+    params = {
+        "head": "kaggle",
+        "heads": ["kaggle"],
+        "epochs": 1,
+        "batch_size": 16,
+        "seeds": [0],
+        "variants": ["baseline", "frozen"],
+        "pooling": ["mean", "temporal"],
+        "anchors": [],
+        "progress": False,
+        "run_eagerly": True,
+        "train_augmentations": ["orig"],
+        "temporal_train_augmentations": ["orig", "noise"],
+    }
+    res = experiments.run_experiments(store, None, tmp_path, params=params, fins=fins).set_index("variant")
+    train = store.index["split"] == "train"
+    orig = train & (store.index["augmentation"] == "orig")
+    for v in ("baseline_kaggle", "e2e_frozen"):
+        assert res.loc[v, "n_train"] == orig.sum() and res.loc[v, "train_augmentations"] == "orig"
+    for v in ("librosa_temporal", "e2e_frozen_temporal"):
+        assert res.loc[v, "n_train"] == train.sum() > orig.sum()
+        assert res.loc[v, "train_augmentations"] == "orig+noise"

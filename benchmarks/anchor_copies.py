@@ -34,7 +34,11 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--anchors", nargs="+", default=["mlp"], choices=anchors.ANCHORS)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument(
+        "--train", nargs="+", choices=("orig", "copies"), default=["orig", "copies"], help="which train sets to fit on"
+    )
     args = ap.parse_args()
+    sets = {"orig": ["orig"], "copies": ["orig", "noise", "stretch_pitch"]}
     P = json.loads((args.run_dir / "params.json").read_text())
     P.setdefault("ser_frame_scale", "linear")
     store = runs.open_store(P, progress=False)
@@ -42,7 +46,7 @@ def main() -> None:
     idx = store.index.reset_index(drop=True)
     print(f"{P['protocol']} protocol; anchors on the 162-dim vector", flush=True)
     print(f"{'anchor':<8} {'train clips':<24} {'seed':>4} {'seconds':>7} {'val F1':>6} {'test F1':>7} {'ESD F1':>6}")
-    for augs in (["orig"], ["orig", "noise", "stretch_pitch"]):
+    for augs in (sets[t] for t in args.train):
         p = experiments._resolve({**runs.ser_params(P), "train_augmentations": augs})
         rows = experiments._split_rows(store, p)
         y = {s: encode_labels(idx["emotion"].to_numpy()[r], classes, calm=p["calm"]) for s, r in rows.items()}

@@ -533,6 +533,18 @@ def say_models(
                 "validation macro-F1, the head trained first on the frozen FINs, so such a model equals that warm "
                 "start (for e2e_finetuned: e2e_frozen of the same seed)."
             )
+    if {"train_augmentations", "n_train"} <= set(df.columns):
+        seen = df.dropna(subset=["train_augmentations"]).groupby("train_augmentations", sort=False)
+        if seen.ngroups > 1:
+            groups = [
+                f"{', '.join(dict.fromkeys(g['variant']))} on {a} ({int(g['n_train'].max()):,} clips)"
+                for a, g in sorted(seen, key=lambda t: -len(t[1]))
+            ]
+            parts.append(
+                "The models did not all train on the same clips (originals, augmented copies): "
+                + "; ".join(groups)
+                + "."
+            )
     if len(stats) >= 2:
         (a, b) = stats.index[:2]
         diff = float(stats.loc[a, "mean"] - stats.loc[b, "mean"])

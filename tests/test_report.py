@@ -317,6 +317,15 @@ def test_say_models_explains_a_fine_tuned_model_that_kept_its_warm_start() -> No
     assert "kept its warm start" not in report.say_models(res).text
 
 
+def test_say_models_names_the_clips_each_model_trained_on() -> None:
+    res = _results().assign(train_augmentations="orig", n_train=7746)
+    assert "did not all train on the same clips" not in report.say_models(res).text
+    res.loc[res["variant"] == "e2e_frozen", ["train_augmentations", "n_train"]] = ["orig+noise+stretch_pitch", 23238]
+    text = report.say_models(res).text
+    assert "e2e_frozen on orig+noise+stretch_pitch (23,238 clips)" in text
+    assert "on orig (7,746 clips)" in text
+
+
 def test_build_index_has_a_headline_when_only_stage_02_ran(tmp_path: Path) -> None:
     run, rep = tmp_path / "run", tmp_path / "rep"
     (run / "baseline").mkdir(parents=True)

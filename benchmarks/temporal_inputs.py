@@ -13,9 +13,11 @@ masked Conv1D, attentive pooling), trained by ``training.train_classifier`` on t
 ``ser_train_augmentations``) and scored by ``experiments.evaluate`` on test (macro-F1 over the 8 classes) and ESD
 (its five classes). Only the per-frame input changes:
 
-- ``raw``: the 162 per-frame values as stage 05 feeds them (mel and RMS as power/amplitude);
-- ``log``: mel power in dB (``10 log10(max(mel, 1e-10))``, librosa's ``power_to_db`` without ``top_db``) and RMS in
-  dB (``20 log10(max(rms, 1e-5))``); ZCR, chroma and MFCC unchanged (MFCC is already on a log scale);
+- ``raw``: the 162 per-frame values as librosa gives them (mel power, RMS amplitude; ``ser_frame_scale: linear``,
+  what stage 05 fed before this benchmark);
+- ``log``: what stage 05 feeds now (``ser_frame_scale: db``; ``classifiers.frames_to_db``): mel power in dB
+  (``10 log10(max(mel, 1e-10))``, librosa's ``power_to_db`` without ``top_db``) and RMS in dB
+  (``20 log10(max(rms, 1e-5))``); ZCR, chroma and MFCC unchanged (MFCC is already on a log scale);
 - ``log_cmn``: ``log``, then each clip's mean over its real frames subtracted from every frame (cepstral mean
   normalisation: removes a clip's constant channel and level offsets, and with them its average level);
 - ``log_cmn_mean``: ``log_cmn`` frames with the clip's mean (``log``) appended to every frame (324 values).
@@ -37,31 +39,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sefin_utils import experiments, runs  # noqa: E402
-from sefin_utils.classifiers import build_frame_classifier, encode_labels, pooled_norm_stats  # noqa: E402
+from sefin_utils.classifiers import build_frame_classifier, encode_labels, frames_to_db, pooled_norm_stats  # noqa: E402
 from sefin_utils.constants import ESD_EMOTIONS, class_names  # noqa: E402
-from sefin_utils.features import FEATURE_NAMES, KAGGLE  # noqa: E402
+from sefin_utils.features import FEATURE_NAMES  # noqa: E402
 from sefin_utils.training import balanced_class_weight, train_classifier  # noqa: E402
 
 TRANSFORMS = ("raw", "log", "log_cmn", "log_cmn_mean")
-
-
-def _slices() -> dict[str, slice]:
-    out, at = {}, 0
-    for name in KAGGLE.order:
-        dim = {"rms": 1, "zcr": 1, "chroma": 12, "mfcc": 20, "mel": 128}[name]
-        out[name] = slice(at, at + dim)
-        at += dim
-    return out
 
 
 def transform(per_frame: np.ndarray, mask: np.ndarray, kind: str) -> np.ndarray:
     """``per_frame`` (n, T, 162) in ``KAGGLE.order`` and ``mask`` (n, T) -> the input of ``kind`` (see the module)."""
     if kind == "raw":
         return per_frame
-    sl = _slices()
-    x = np.array(per_frame, dtype="float32")
-    x[..., sl["mel"]] = 10 * np.log10(np.maximum(x[..., sl["mel"]], 1e-10))
-    x[..., sl["rms"]] = 20 * np.log10(np.maximum(x[..., sl["rms"]], 1e-5))
+    x = frames_to_db(per_frame, "db")
     if kind == "log":
         return x
     m = mask[..., None] > 0

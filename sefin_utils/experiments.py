@@ -45,7 +45,6 @@ from sefin_utils.classifiers import (
     clone_fin,
     copy_head_weights,
     encode_labels,
-    frames_to_db,
     make_inputs,
     model_input_names,
     norm_stats,
@@ -524,7 +523,7 @@ def _specs(p: Mapping[str, Any]) -> list[dict[str, Any]]:
                 )
     e2e = {"frozen": ("pretrained", False), "finetuned": ("pretrained", True), "random": ("random", True)}
     for v, (init, trainable) in e2e.items():
-        if v in p["variants"]:
+        if v in p["variants"] and "mean" in p["pooling"]:  # the study's mean pooling: e2e_<variant>
             specs.append(
                 {
                     "variant": f"e2e_{v}",
@@ -610,18 +609,26 @@ def resume_key(p: Mapping[str, Any], spec: Mapping[str, Any], seed: int, fingerp
     it is: kind, head, sources, FIN init and training, pooling, epochs), its seed, the store's content key, the
     content keys of the FINs it uses (``featcache.fin_hash``) and the code of :data:`_CODE_MODULES`
     (``featcache.code_hash``), with :data:`RESUME_VERSION`. Equal keys mean the same model would be trained again."""
-    used = sorted(n for n, v in (spec.get("sources") or {}).items() if v == "fin")
     return stable_hash(
         {
-            "v": RESUME_VERSION,
-            "params": {k: v for k, v in p.items() if k not in _NOT_IN_KEY},
+            **_key_common(p, spec.get("sources") or {}, fingerprint),
             "spec": {k: v for k, v in spec.items() if k != "seeds"},
             "seed": int(seed),
-            "store": fingerprint["store"],
-            "fins": {n: fingerprint["fins"].get(n) for n in used},
-            "code": fingerprint["code"],
         }
     )
+
+
+def _key_common(p: Mapping[str, Any], sources: Mapping[str, str], fingerprint: Mapping[str, Any]) -> dict[str, Any]:
+    """What every stored model's key holds besides the model itself: :data:`RESUME_VERSION`, the params that affect
+    it, the store's content key, the content keys of the FINs among ``sources`` and the code's."""
+    used = sorted(n for n, v in sources.items() if v == "fin")
+    return {
+        "v": RESUME_VERSION,
+        "params": {k: v for k, v in p.items() if k not in _NOT_IN_KEY},
+        "store": fingerprint["store"],
+        "fins": {n: fingerprint["fins"].get(n) for n in used},
+        "code": fingerprint["code"],
+    }
 
 
 def _input_kind(spec: Mapping[str, Any]) -> str:
@@ -844,9 +851,10 @@ def run_experiments(
                 nkey = (key, spec["pooling"], spec["frame_scale"])
                 if nkey not in frame_norm:
                     frame_norm[nkey] = pooled_norm_stats(
-                        frames_to_db(data["train"]["per_frame"], spec["frame_scale"]),
+                        data["train"]["per_frame"],
                         data["train"]["mask"],
                         spec["pooling"],
+                        frame_scale=spec["frame_scale"],
                     )
                 model = build_frame_classifier(
                     dim=int(data["train"]["per_frame"].shape[-1]),
@@ -1080,16 +1088,8 @@ def _head_key(p: Mapping[str, Any], key_head: tuple, epochs: int, fingerprint: M
     """The key of a head trained on frozen FINs' pooled outputs (head, sources, init, seed; its epochs; the params,
     store, FINs and code of :func:`resume_key`): a saved head is reused only for the same key."""
     head, code, init, seed = key_head
-    used = sorted(n for n, v in sources_from_code(code).items() if v == "fin")
     return stable_hash(
-        {
-            "v": RESUME_VERSION,
-            "params": {k: v for k, v in p.items() if k not in _NOT_IN_KEY},
-            "head": [head, code, init, int(seed), int(epochs)],
-            "store": fingerprint["store"],
-            "fins": {n: fingerprint["fins"].get(n) for n in used},
-            "code": fingerprint["code"],
-        }
+        {**_key_common(p, sources_from_code(code), fingerprint), "head": [head, code, init, int(seed), int(epochs)]}
     )
 
 

@@ -255,3 +255,11 @@ def test_temporal_models_can_train_on_their_own_copies(fins: dict[str, keras.Mod
     for v in ("librosa_temporal", "e2e_frozen_temporal"):
         assert res.loc[v, "n_train"] == train.sum() > orig.sum()
         assert res.loc[v, "train_augmentations"] == "orig+noise"
+
+
+def test_mean_pooling_can_be_left_out() -> None:
+    """``pooling`` without ``mean`` trains only the other poolings' models: no study-style ``e2e_<variant>``."""
+    p = experiments._resolve({"variants": ["frozen", "finetuned"], "pooling": ["temporal"], "heads": []})
+    assert [s["variant"] for s in experiments._specs(p)] == ["e2e_frozen_temporal", "librosa_temporal"]
+    p = experiments._resolve({"variants": ["frozen"], "pooling": ["mean", "temporal"], "heads": []})
+    assert [s["variant"] for s in experiments._specs(p)] == ["e2e_frozen", "e2e_frozen_temporal", "librosa_temporal"]

@@ -101,3 +101,24 @@ def test_bad_frame_scales_and_db_factors_are_refused() -> None:
         dataclasses.replace(FEATURES["mel"], db_factor=-10.0)
     with pytest.raises(ValueError, match="factors"):
         FramesToDb([10.0, -1.0])
+
+
+def test_pooled_norm_stats_in_chunks_equals_the_whole_array() -> None:
+    """Chunked statistics (the memory-bounded path) equal numpy's over every real frame / pooled vector at once."""
+    rng = np.random.default_rng(3)
+    x = rng.gamma(2.0, 3.0, size=(7, 20, 162)).astype("float32")
+    mask = np.ones((7, 20), "float32")
+    mask[2, 12:] = 0
+    mask[5, 3:] = 0
+    db = classifiers.frames_to_db(x, "db").astype("float64")
+    m = mask > 0
+    cnt = m.sum(axis=1, keepdims=True)
+    means = np.where(m[..., None], db, 0).sum(axis=1) / cnt
+    stds = np.sqrt(np.maximum((np.where(m[..., None], db, 0) ** 2).sum(axis=1) / cnt - means**2, 0) + 1e-6)
+    want = {"temporal": db[m], "mean": means, "stats": np.concatenate([means, stds], axis=1)}
+    for pooling, ref in want.items():
+        mean, var = classifiers.pooled_norm_stats(x, mask, pooling, frame_scale="db", chunk=3)
+        np.testing.assert_allclose(mean, ref.mean(axis=0), rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(var, ref.var(axis=0), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="frame_scale"):
+        classifiers.pooled_norm_stats(x, mask, "temporal", frame_scale="log")

@@ -719,8 +719,9 @@ def run_experiments(
 
     specs = _specs(p)
     head_default = p["head"]
-    if not specs:
-        raise ValueError("params select no model: 'variants' is empty and 'ablation' is false")
+    anchors_only = bool(p["anchors"]) and "baseline" in p["variants"]  # e.g. stage 02 with heads: []
+    if not specs and not anchors_only:
+        raise ValueError("params select no model: no variant, no anchor and 'ablation' is false")
     if any(s["kind"] != "baseline" for s in specs) and fins is None:
         fins = _load_fins(fins_dir)
     base_mean, base_var = norm_stats(np.asarray(store.summary[rows["train"]]))
@@ -746,7 +747,7 @@ def run_experiments(
             best_val[spec["variant"]] = rec["val_macro_f1"]
         return rec
 
-    if p["anchors"] and "baseline" in p["variants"]:
+    if anchors_only:
         records += _run_anchors(
             store, rows, y, corpus, classes, p, out, best_val, read_back, lambda s, k: resume_key(p, s, k, fingerprint)
         )

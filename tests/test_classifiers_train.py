@@ -263,3 +263,14 @@ def test_mean_pooling_can_be_left_out() -> None:
     assert [s["variant"] for s in experiments._specs(p)] == ["e2e_frozen_temporal", "librosa_temporal"]
     p = experiments._resolve({"variants": ["frozen"], "pooling": ["mean", "temporal"], "heads": []})
     assert [s["variant"] for s in experiments._specs(p)] == ["e2e_frozen", "e2e_frozen_temporal", "librosa_temporal"]
+
+
+def test_anchors_alone_when_no_baseline_head_is_asked(tmp_path) -> None:
+    """Stage 02 with ``heads: []`` trains the scikit-learn anchors only (no Conv1D baseline); with no anchor either,
+    the params select nothing and say so."""
+    store = learnable_store({"train": 2, "val": 1, "test": 1})
+    params = {"heads": [], "variants": ["baseline"], "anchors": ["logreg"], "seeds": [0], "progress": False}
+    res = experiments.run_experiments(store, None, tmp_path, params=params)
+    assert list(res["variant"]) == ["anchor_logreg"]
+    with pytest.raises(ValueError, match="select no model"):
+        experiments.run_experiments(store, None, tmp_path / "none", params={**params, "anchors": []})

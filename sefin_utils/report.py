@@ -310,11 +310,34 @@ def anchors_table(results: pd.DataFrame) -> tables.Table:
         for v, m in zip(beside["vs best sefin"], beside["model"], strict=True)
     ]
     cap = (
-        "The scikit-learn anchors on the standardised 162-dim vector, trained on the same train clips and scored "
-        "on the same test and ESD recordings, beside the sefin model with the best validation macro-F1; last "
+        f"The scikit-learn anchors on the standardised 162-dim vector, {_train_clips_said(results)} and scored on "
+        "the same test and ESD recordings, beside the sefin model with the best validation macro-F1; last "
         "column: test macro-F1 minus that model's (negative: the anchor is worse)."
     )
     return tables.Table(shown, caption=cap, rename={c: c for c in shown.columns})
+
+
+def _train_clips_said(results: pd.DataFrame) -> str:
+    """How the anchors' train clips compare with the best sefin model's, from ``n_train`` and
+    ``train_augmentations`` (results of runs before those columns: "trained on the same train split")."""
+    best = best_sefin_model(results)
+    if best is None or "n_train" not in results.columns:
+        return "trained on the same train split"
+
+    def clips(rows: pd.DataFrame) -> tuple[int, str]:
+        r = rows.iloc[0]
+        aug = "" if pd.isna(r.get("train_augmentations")) else str(r.get("train_augmentations"))
+        copies = [a for a in aug.split("+") if a and a != "orig"]
+        said = "original recordings" if aug == "orig" else "clips"
+        if copies:
+            said += f", {'the originals with their' if 'orig' in aug else 'only the'} {' and '.join(copies)} copies"
+        return int(r["n_train"]), said
+
+    anchors = results[results["kind"] == "anchor"]
+    (na, aa), (nb, ab) = clips(anchors), clips(results[results["variant"] == best])
+    if (na, aa) == (nb, ab):
+        return f"trained on the same {na:,} train clips ({aa})"
+    return f"trained on the train split's {na:,} {aa} ({best}: {nb:,} {ab})"
 
 
 def say_anchors(results: pd.DataFrame, *, metric: str = "test_macro_f1") -> _Markdown:

@@ -333,3 +333,15 @@ def test_build_index_has_a_headline_when_only_stage_02_ran(tmp_path: Path) -> No
     report.build_index(run, rep)
     assert "baseline_kaggle" in (rep / "headline.csv").read_text()
     assert "baseline_kaggle" in (rep / "index.html").read_text()
+
+
+def test_the_anchor_caption_names_the_clips_each_side_trained_on() -> None:
+    """The anchors learn from the original recordings; a temporal model may also see the copies: the caption says so."""
+    res = _with_anchors()
+    assert "trained on the same train split" in report.anchors_table(res).caption  # results without n_train
+    res["n_train"], res["train_augmentations"] = 100, "orig"
+    assert "trained on the same 100 train clips (original recordings)" in report.anchors_table(res).caption
+    best = res["variant"] == report.best_sefin_model(res)
+    res.loc[best, "n_train"], res.loc[best, "train_augmentations"] = 300, "orig+noise+stretch_pitch"
+    cap = report.anchors_table(res).caption
+    assert "the train split's 100 original recordings (baseline_kaggle: 300 clips, the originals with their" in cap

@@ -184,12 +184,9 @@ def norm_stats(x: np.ndarray, *, min_var: float = 1e-12) -> tuple[np.ndarray, np
     x = np.asarray(x, dtype="float64")
     if x.ndim != 2 or len(x) == 0:
         raise ValueError(f"norm_stats expects a non-empty (n, d) array, got shape {x.shape}")
-    return _as_stats(x.mean(axis=0), x.var(axis=0), min_var=min_var)
-
-
-def _as_stats(mean: np.ndarray, var: np.ndarray, *, min_var: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
-    """float32 (mean, variance) with constant columns (variance below ``min_var``) given variance 1."""
-    return mean.astype("float32"), np.where(var < min_var, 1.0, var).astype("float32")
+    mean, var = x.mean(axis=0), x.var(axis=0)
+    var = np.where(var < min_var, 1.0, var)
+    return mean.astype("float32"), var.astype("float32")
 
 
 # ---------------------------------------------------------------------------------------------------------- models
@@ -528,7 +525,8 @@ def pooled_norm_stats(
         for sl in spans:
             x, m = clip_chunk(sl)
             sq += ((x[m] - mean) ** 2).sum(axis=0)
-        return _as_stats(mean, sq / count)
+        var = np.where(sq / count < 1e-12, 1.0, sq / count)
+        return mean.astype("float32"), var.astype("float32")
     pooled = []
     for sl in spans:
         x, m = clip_chunk(sl)

@@ -142,6 +142,57 @@ def code_digest(modules: Sequence[str], package_dir: Path = PACKAGE_DIR) -> str:
     return _sha("\n".join(parts).encode())
 
 
+MODEL_CODE_HOLDER = "experiments"
+"""The module whose ``_CODE_MODULES`` lists the modules in every stored model's resume key
+(:func:`sefin_utils.experiments.resume_key`)."""
+
+
+def model_code_keys(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
+    """``{module: key}`` for each module of ``experiments._CODE_MODULES``, read from the source in ``package_dir``
+    without importing it (no TensorFlow in the runner): the per-module part of :func:`sefin_utils.featcache.code_hash`
+    (the syntax tree without docstrings), so ``io.stable_hash`` of this dict is the ``code`` of every model's resume
+    key. A module that is absent maps to ``"missing"``."""
+    import ast
+
+    from sefin_utils import featcache
+
+    tree = ast.parse((Path(package_dir) / f"{MODEL_CODE_HOLDER}.py").read_text(encoding="utf-8"))
+    names: tuple[str, ...] = ()
+    for node in tree.body:
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        )
+        if isinstance(target, ast.Name) and target.id == "_CODE_MODULES" and node.value is not None:
+            names = tuple(ast.literal_eval(node.value))
+    keys = {}
+    for name in names:
+        path = Path(package_dir) / f"{name}.py"
+        if not path.is_file():
+            keys[name] = "missing"
+            continue
+        stripped = featcache._strip_docstrings(ast.parse(path.read_text(encoding="utf-8")))
+        keys[name] = hashlib.sha256(ast.dump(stripped).encode()).hexdigest()[:16]
+    return keys
+
+
+def stored_models(run_dir: Path, stage: Stage) -> int:
+    """How many trained models ``stage`` has stored in ``run_dir`` (``<folder>/metrics/*.json`` under each folder
+    of its outputs: ``baseline/``, ``ser/``), which a resumed run reads back when their resume keys match."""
+    folders = {Path(o).parts[0] for o in stage.outputs if len(Path(o).parts) > 1}
+    return sum(len(list((Path(run_dir) / f / "metrics").glob("*.json"))) for f in folders)
+
+
+def model_code_changes(stamp: dict[str, Any], keys: dict[str, str]) -> list[str]:
+    """The modules whose code key differs from the one the stage's last stamp recorded (``stamp["model_code"]``);
+    [] when the stamp recorded none (runs stamped before this was recorded)."""
+    before = stamp.get("model_code")
+    if not isinstance(before, dict):
+        return []
+    return sorted(m for m in set(before) | set(keys) if before.get(m) != keys.get(m))
+
+
 def _cell_sources(nb: Any) -> list[list[str]]:
     return [[c.cell_type, c.source] for c in nb.cells]
 
@@ -332,6 +383,7 @@ def run(
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     log(f"sefin run: profile {P['profile']} -> {run_dir} (report: {report_dir})")
+    model_code = model_code_keys()
     t_run = time.perf_counter()
     try:
         for i, stage in enumerate(selected, start=1):
@@ -351,6 +403,14 @@ def run(
                 if build_report and not (report_dir / f"{stage.notebook}.html").is_file():
                     render_html(executed, report_dir)
                 continue
+            changed, n_stored = model_code_changes(stamp, model_code), stored_models(run_dir, stage)
+            if changed and n_stored:
+                log(
+                    f"{head}: WARNING the models' code changed since this stage last ran ({', '.join(changed)}): "
+                    f"its {n_stored} stored models no longer match their resume keys and will be trained again "
+                    f"(the keys hold the code of {MODEL_CODE_HOLDER}._CODE_MODULES; stop now and revert the change "
+                    "to keep them)"
+                )
             log(f"{head}: running ...")
             t0 = time.perf_counter()
             started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -402,6 +462,7 @@ def run(
                     **key,
                     "stage": stage.name,
                     "notebook": src.name,
+                    "model_code": model_code,
                     "seconds": round(seconds, 2),
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 },

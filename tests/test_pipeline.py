@@ -217,6 +217,44 @@ def test_a_run_in_parts_keeps_every_execution_in_its_wall_time(project: Path) ->
     assert "over all 3 recorded executions of 2 stages" in index
 
 
+NB_MODELS = (
+    HEADER
+    + """
+# %% [markdown]
+# # Stage M stores one trained model's metrics, as stages 02 and 05 do
+"""
+    + PARAMS_CELL
+    + """
+# %%
+from pathlib import Path
+out = Path(params["run_dir"]) / "ser"
+(out / "metrics").mkdir(parents=True, exist_ok=True)
+(out / "metrics" / "e2e_frozen__seed0.json").write_text("{}")
+(out / "results.csv").write_text("variant\\ne2e_frozen\\n")
+"""
+)
+
+
+def test_a_changed_model_code_is_announced_before_stored_models_retrain(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "notebooks" / "03_models.py").write_text(NB_MODELS)
+    stages = (Stage("models", "03_models", inputs=(), outputs=("ser/results.csv",)),)
+    monkeypatch.setattr(runner, "model_code_keys", lambda *a, **k: {"classifiers": "k1", "training": "t1"})
+    _, lines = _run(project, stages=stages)
+    stamp = json.loads((project / "runs" / "t" / "stages" / "models.json").read_text())
+    assert stamp["model_code"] == {"classifiers": "k1", "training": "t1"}
+    assert not any("WARNING" in line for line in lines)  # nothing stored before the first run
+
+    _, lines = _run(project, stages=stages, force=True)  # same code: no warning
+    assert not any("WARNING" in line for line in lines)
+
+    monkeypatch.setattr(runner, "model_code_keys", lambda *a, **k: {"classifiers": "k2", "training": "t1"})
+    _, lines = _run(project, stages=stages, force=True)
+    warning = [line for line in lines if "WARNING" in line]
+    assert len(warning) == 1 and "(classifiers)" in warning[0] and "its 1 stored models" in warning[0]
+
+
 def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Path) -> None:
     stages = (*STAGES[:1], Stage("fail", "03_fail", outputs=()), Stage("b", "02_b", outputs=("b.txt",)))
     lines: list[str] = []

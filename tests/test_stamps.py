@@ -129,3 +129,20 @@ def test_no_import_circle_and_nothing_imports_the_runner() -> None:
     for m in sorted(graph):
         if m not in state:
             visit(m, [m])
+
+
+def test_model_code_keys_are_the_code_of_every_resume_key(package: Path) -> None:
+    from sefin_utils import experiments, featcache, io
+
+    keys = runner.model_code_keys()
+    assert set(keys) == set(experiments._CODE_MODULES)
+    assert io.stable_hash(keys) == featcache.code_hash(experiments._CODE_MODULES)  # what resume_key holds
+    assert runner.model_code_keys(package) == keys
+    # a refactor that computes the same numbers still changes the key (the models retrain): the runner names it
+    _edit(package / "classifiers.py", "def norm_stats(", "def _helper() -> None:\n    pass\n\n\ndef norm_stats(")
+    assert runner.model_code_changes({"model_code": keys}, runner.model_code_keys(package)) == ["classifiers"]
+    # a docstring or comment does not
+    before = runner.model_code_keys(package)
+    _edit(package / "training.py", '"""', '"""Edited. ')
+    assert runner.model_code_changes({"model_code": before}, runner.model_code_keys(package)) == []
+    assert runner.model_code_changes({}, keys) == []  # a stamp written before the keys were recorded

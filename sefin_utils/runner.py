@@ -418,7 +418,7 @@ def run(
             failed_nb = report_dir / f"{stage.notebook}.failed.ipynb"
             kernel_log = run_dir / "executed" / f"{stage.notebook}.kernel.log"
             try:
-                with _stderr_to(kernel_log):
+                with _stderr_to(kernel_log), _sigterm_as_interrupt():
                     pm.execute_notebook(
                         nb,
                         str(partial),
@@ -443,6 +443,16 @@ def run(
                     + (f"\n  kernel log: {kernel_log}" if kernel_log.is_file() else "")
                 )
                 raise StageFailed(stage.name, msg, failed_nb) from None
+            except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (kill): the stage's wall time is recorded
+                seconds = time.perf_counter() - t0
+                record_execution(run_dir, stage, "stopped", seconds, key["hash"], started)
+                partial.unlink(missing_ok=True)
+                result.status[stage.name], result.seconds[stage.name] = "stopped", seconds
+                log(
+                    f"{head}: STOPPED after {_fmt(seconds)} (interrupted); the models it finished are kept and read "
+                    "back when the run is resumed"
+                )
+                raise
             seconds = time.perf_counter() - t0
             missing = [o for o in stage.outputs if not (run_dir / o).exists()]
             os.replace(partial, executed)
@@ -490,10 +500,11 @@ def run(
 
 
 def record_execution(run_dir: Path, stage: Stage, status: str, seconds: float, key_hash: str, started: str) -> None:
-    """Append one execution of ``stage`` (``status`` "ran" or "failed", wall ``seconds``, its stamp hash and
+    """Append one execution of ``stage`` (``status`` "ran", "failed" or "stopped", wall ``seconds``, its stamp hash and
     start time) to the run folder's :data:`~sefin_utils.stages.STAGE_HISTORY`. The stamp keeps the last execution
     only; the history keeps them all, so a stage run in parts (seeds added, a run stopped and resumed) accounts for
-    its whole wall time (:func:`sefin_utils.report.stage_history`). A killed execution is not recorded."""
+    its whole wall time (:func:`sefin_utils.report.stage_history`). An execution stopped by Ctrl-C or SIGTERM is
+    recorded as "stopped"; one killed by SIGKILL (or a lost machine) is not."""
     line = {
         "stage": stage.name,
         "notebook": stage.notebook,
@@ -528,6 +539,29 @@ def _stderr_to(path: Path) -> Iterator[None]:
         sys.stderr = old_stderr
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``) raises KeyboardInterrupt as Ctrl-C does, so that a stopped stage is
+    recorded (status ``stopped``, with its wall time) instead of vanishing from the run's history; its kernel ends
+    with the run either way. Only in the main thread (elsewhere signals cannot be handled); the previous handler
+    comes back after the block."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _fmt(seconds: float) -> str:

@@ -255,6 +255,69 @@ def test_a_changed_model_code_is_announced_before_stored_models_retrain(
     assert len(warning) == 1 and "(classifiers)" in warning[0] and "its 1 stored models" in warning[0]
 
 
+NB_SLEEP = (
+    HEADER
+    + """
+# %% [markdown]
+# # Stage S writes its kernel's pid, then works for a minute
+"""
+    + PARAMS_CELL
+    + """
+# %%
+import os, time
+from pathlib import Path
+(Path(params["run_dir"]) / "kernel.pid").write_text(str(os.getpid()))
+time.sleep(60)
+"""
+)
+
+RUN_SLEEP = """
+import sys
+from pathlib import Path
+from sefin_utils import runner
+from sefin_utils.runner import Stage
+root = Path(sys.argv[1])
+runner.run("t", stages=(Stage("s", "04_sleep", outputs=("never.txt",)),), notebooks_dir=root / "notebooks",
+           params_dir=root / "params", root=root, progress_bar=False)
+"""
+
+
+def test_a_stopped_stage_is_recorded_and_its_kernel_ends(project: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (project / "notebooks" / "04_sleep.py").write_text(NB_SLEEP)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN_SLEEP, str(project)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    pid_file = project / "runs" / "t" / "kernel.pid"
+    deadline = time.monotonic() + 120
+    while not pid_file.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert pid_file.is_file(), proc.communicate()[0]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "STOPPED after" in out, out
+    history = (project / "runs" / "t" / "stages" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in history] == ["stopped"]
+    assert json.loads(history[0])["seconds"] > 0.5
+    kernel = int(pid_file.read_text())
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(kernel, signal.SIGKILL)
+        pytest.fail("the stopped stage's kernel was still running 20 s after its run was stopped")
+
+
 def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Path) -> None:
     stages = (*STAGES[:1], Stage("fail", "03_fail", outputs=()), Stage("b", "02_b", outputs=("b.txt",)))
     lines: list[str] = []

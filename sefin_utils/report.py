@@ -775,7 +775,7 @@ def _wall_time_fact(total: float, history: pd.DataFrame) -> str:
     if n > len(history):
         text += (
             f"; {_fmt_seconds(float(history['seconds'].sum()))} over all {n} recorded executions of "
-            f"{len(history)} stages (the run in parts, failed and stopped executions included)"
+            f"{len(history)} stages (the run in parts, failed, stopped and killed executions included)"
         )
     return html.escape(text)
 

@@ -27,7 +27,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,10 @@ from sefin_utils.stages import (
 
 PACKAGE_DIR: Path = Path(__file__).resolve().parent
 KERNEL_NAME: str = "python3"
+HEARTBEAT_SECONDS: float = 30.0
+"""How often a running stage rewrites its ``stages/<stage>.running.json`` (its wall time so far)."""
+STALE_HEARTBEAT_SECONDS: float = 300.0
+"""A ``.running.json`` not rewritten for this long belongs to a run that is gone (killed, machine lost)."""
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -376,6 +382,11 @@ def run(
     report_dir.mkdir(parents=True, exist_ok=True)
     io.write_json(run_dir / "params.json", P)
     io.write_json(run_dir / "environment.json", _environment_log())
+    for rec in record_killed(run_dir):
+        log(
+            f"recorded a killed execution of stage {rec['stage']!r} (started {rec['started']}, ran at least "
+            f"{_fmt(rec['seconds'])}; its last sign of life {rec['finished']}) in {run_dir / STAGE_HISTORY}"
+        )
     result = RunResult(params=P)
     selected = select_stages(stages, only=only, start=start)
     env_before = {k: os.environ.get(k) for k in _kernel_env()}
@@ -418,7 +429,8 @@ def run(
             failed_nb = report_dir / f"{stage.notebook}.failed.ipynb"
             kernel_log = run_dir / "executed" / f"{stage.notebook}.kernel.log"
             try:
-                with _stderr_to(kernel_log), _sigterm_as_interrupt():
+                running = {"stage": stage.name, "notebook": stage.notebook, "started": started, "hash": key["hash"]}
+                with _stderr_to(kernel_log), _sigterm_as_interrupt(), _heartbeat(running_path(run_dir, stage), running):
                     pm.execute_notebook(
                         nb,
                         str(partial),
@@ -500,11 +512,12 @@ def run(
 
 
 def record_execution(run_dir: Path, stage: Stage, status: str, seconds: float, key_hash: str, started: str) -> None:
-    """Append one execution of ``stage`` (``status`` "ran", "failed" or "stopped", wall ``seconds``, its stamp hash and
-    start time) to the run folder's :data:`~sefin_utils.stages.STAGE_HISTORY`. The stamp keeps the last execution
-    only; the history keeps them all, so a stage run in parts (seeds added, a run stopped and resumed) accounts for
-    its whole wall time (:func:`sefin_utils.report.stage_history`). An execution stopped by Ctrl-C or SIGTERM is
-    recorded as "stopped"; one killed by SIGKILL (or a lost machine) is not."""
+    """Append one execution of ``stage`` (``status`` "ran", "failed", "stopped" or "killed", wall ``seconds``, its
+    stamp hash and start time) to the run folder's :data:`~sefin_utils.stages.STAGE_HISTORY`. The stamp keeps the
+    last execution only; the history keeps them all, so a stage run in parts (seeds added, a run stopped and
+    resumed) accounts for its whole wall time (:func:`sefin_utils.report.stage_history`). An execution stopped by
+    Ctrl-C or SIGTERM is recorded as "stopped"; one killed by SIGKILL (or a lost machine) is recorded as "killed"
+    by the next run of the folder, from its heartbeat (:func:`record_killed`)."""
     line = {
         "stage": stage.name,
         "notebook": stage.notebook,
@@ -518,6 +531,95 @@ def record_execution(run_dir: Path, stage: Stage, status: str, seconds: float, k
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(line) + "\n")
+
+
+def running_path(run_dir: str | os.PathLike, stage: Stage) -> Path:
+    """The heartbeat file of a running ``stage``: ``<run_dir>/stages/<stage>.running.json``."""
+    return Path(run_dir) / "stages" / f"{stage.name}.running.json"
+
+
+@contextlib.contextmanager
+def _heartbeat(path: Path, record: dict[str, Any], every: float | None = None) -> Iterator[None]:
+    """Within the block, keep ``path`` rewritten every ``every`` seconds with ``record`` plus the wall ``seconds`` so
+    far, the time of this ``beat``, the process id and host; removed when the block ends, however it ends. What a
+    run killed without a chance to record itself (SIGKILL, a lost machine) leaves behind: :func:`record_killed`."""
+    every = HEARTBEAT_SECONDS if every is None else every
+    t0 = time.perf_counter()
+    done = threading.Event()
+
+    def beat() -> None:
+        io.write_json(
+            path,
+            {
+                **record,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "beat": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "beat_epoch": time.time(),
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+            },
+        )
+
+    def loop() -> None:
+        while not done.wait(every):
+            with contextlib.suppress(OSError):
+                beat()
+
+    beat()
+    thread = threading.Thread(target=loop, name="sefin-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        path.unlink(missing_ok=True)
+
+
+def _alive(rec: dict[str, Any], stale_after: float) -> bool:
+    if time.time() - float(rec.get("beat_epoch", 0)) > stale_after:
+        return False
+    if rec.get("host") != socket.gethostname():
+        return True  # another machine sharing the folder, beating recently
+    try:
+        os.kill(int(rec["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, KeyError, ValueError, TypeError):
+        return True
+    return True
+
+
+def record_killed(run_dir: str | os.PathLike, *, stale_after: float | None = None) -> list[dict[str, Any]]:
+    """Record, as ``killed`` executions in the run's :data:`~sefin_utils.stages.STAGE_HISTORY`, the stages whose
+    heartbeat (``stages/<stage>.running.json``, :func:`_heartbeat`) outlived their run: its process is gone from this
+    host, or it was not rewritten for ``stale_after`` seconds. Each gets its last heartbeat's wall time (a lower bound:
+    at most :data:`HEARTBEAT_SECONDS` short) and is removed. A heartbeat that is alive (another run of the same folder
+    still going) is left alone; an unreadable one is recorded with no time, not dropped. Returns the records added."""
+    stale_after = STALE_HEARTBEAT_SECONDS if stale_after is None else stale_after
+    added = []
+    for path in sorted((Path(run_dir) / "stages").glob("*.running.json")):
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            rec = {"stage": path.name.removesuffix(".running.json"), "seconds": 0.0, "note": "unreadable heartbeat"}
+        if _alive(rec, stale_after):
+            continue
+        line = {
+            "stage": rec.get("stage"),
+            "notebook": rec.get("notebook"),
+            "status": "killed",
+            "seconds": float(rec.get("seconds", 0.0)),
+            "started": rec.get("started"),
+            "finished": rec.get("beat"),
+            "hash": rec.get("hash"),
+        }
+        history = Path(run_dir) / STAGE_HISTORY
+        with history.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+        path.unlink(missing_ok=True)
+        added.append(line)
+    return added
 
 
 @contextlib.contextmanager

@@ -6,7 +6,9 @@ takes a couple of seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +16,7 @@ import pytest
 
 from sefin_utils import profile, runner
 from sefin_utils.runner import Stage, StageFailed
+from sefin_utils.stages import STAGE_HISTORY
 
 HEADER = """# ---
 # jupyter:
@@ -283,7 +286,6 @@ runner.run("t", stages=(Stage("s", "04_sleep", outputs=("never.txt",)),), notebo
 
 
 def test_a_stopped_stage_is_recorded_and_its_kernel_ends(project: Path) -> None:
-    import os
     import signal
     import subprocess
     import sys
@@ -316,6 +318,61 @@ def test_a_stopped_stage_is_recorded_and_its_kernel_ends(project: Path) -> None:
     else:
         os.kill(kernel, signal.SIGKILL)
         pytest.fail("the stopped stage's kernel was still running 20 s after its run was stopped")
+
+
+def test_a_killed_stage_is_recorded_by_the_next_run_from_its_heartbeat(project: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (project / "notebooks" / "04_sleep.py").write_text(NB_SLEEP)
+    script = RUN_SLEEP.replace(
+        "from sefin_utils.runner import Stage", "from sefin_utils.runner import Stage\nrunner.HEARTBEAT_SECONDS = 0.2"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(project)], stdout=subprocess.DEVNULL)
+    run_dir = project / "runs" / "t"
+    beat = run_dir / "stages" / "s.running.json"
+    deadline = time.monotonic() + 120
+    while not (run_dir / "kernel.pid").is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    assert json.loads(beat.read_text())["seconds"] > 0.3  # rewritten while the stage runs
+    assert runner.record_killed(run_dir) == []  # its run is alive: left alone
+    proc.send_signal(signal.SIGKILL)  # no chance to record itself
+    proc.wait(timeout=30)
+    kernel = int((run_dir / "kernel.pid").read_text())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(kernel, signal.SIGKILL)
+    assert not (run_dir / STAGE_HISTORY).is_file()
+    added = runner.record_killed(run_dir)
+    assert [r["status"] for r in added] == ["killed"] and added[0]["stage"] == "s"
+    assert added[0]["seconds"] > 0.3
+    history = [json.loads(line) for line in (run_dir / STAGE_HISTORY).read_text().splitlines()]
+    assert history == added and not beat.exists()
+    assert runner.record_killed(run_dir) == []  # recorded once
+
+
+def test_record_killed_takes_a_stale_heartbeat_and_the_run_reports_it(project: Path) -> None:
+    run_dir = project / "runs" / "t"
+    (run_dir / "stages").mkdir(parents=True)
+    stale = {
+        "stage": "a",
+        "notebook": "01_a",
+        "started": "2026-12-07T10:00:00",
+        "hash": "h",
+        "seconds": 600.0,
+        "beat": "2026-12-07T10:10:00",
+        "beat_epoch": 0.0,
+        "pid": os.getpid(),
+        "host": "elsewhere",
+    }
+    (run_dir / "stages" / "a.running.json").write_text(json.dumps(stale))
+    result, lines = _run(project, only=["a"])
+    assert any("recorded a killed execution of stage 'a'" in line and "10.0 min" in line for line in lines), lines
+    statuses = [json.loads(line)["status"] for line in (run_dir / STAGE_HISTORY).read_text().splitlines()]
+    assert statuses == ["killed", "ran"]
+    assert not (run_dir / "stages" / "a.running.json").exists()  # the run's own heartbeat is gone when it ends
 
 
 def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Path) -> None:

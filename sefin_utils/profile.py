@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import sys
@@ -312,6 +313,7 @@ SCHEMA: dict[str, Type] = {
     "seeds": ListOf(Int(0)),
     "ablation": BOOL,
     "ablation_epochs": Int(0, nullable=True),
+    "ablation_codes": ListOf(Choice(*("-".join(c) for c in itertools.product("FL", repeat=5))), nullable=True),
     "workers": Int(1, nullable=True),
     "predict_examples": Int(0),
     # derived by the loader (may be given too)

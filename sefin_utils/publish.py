@@ -290,19 +290,28 @@ def results_markdown(dest: str | Path, names: Sequence[str]) -> str:
             out += ["", f"Ablation ({n} protocol): not run yet."]
             continue
         m = ablation_marginals_table(r)
+        n_mix, design = int(m["fin_n"].iloc[0] + m["librosa_n"].iloc[0]), m["design"].iloc[0]
+        what = {
+            "full factorial": "all 32 mixes of FIN or librosa per feature",
+            "half fraction": "the 16 mixes of a half fraction of resolution V, each feature's main effect free of "
+            "two-factor interactions; the other 16 not trained yet",
+        }.get(design, f"{n_mix} of the 32 mixes so far, not a balanced design: only the paired differences are fair")
         out += [
             "",
-            f"Ablation ({n} protocol, the 32 mixes of FIN or librosa per feature): test macro-F1 of the mixes taking "
-            "each feature from its FIN vs from librosa (mean ± sd over the 16 mixes of each side).",
+            f"Ablation ({n} protocol, {what}; first seed): test macro-F1 of the mixes taking each feature from its "
+            "FIN vs from librosa (mean ± sd, n mixes), their difference, and the difference over the pairs of mixes "
+            "that differ in that feature only (mean ± sd over pairs: the spread across the other features' sources).",
             "",
-            "| feature | from its FIN | from librosa | FIN - librosa |",
-            "|---|---|---|---|",
-            *[
-                f"| `{x.feature}` | {tables.pm(x.fin_mean, x.fin_std, missing='–')} | "
-                f"{tables.pm(x.librosa_mean, x.librosa_std, missing='–')} | {x.fin_minus_librosa:+.3f} |"
-                for x in m.itertuples()
-            ],
+            "| feature | from its FIN | from librosa | FIN - librosa | paired FIN - librosa (pairs) |",
+            "|---|---|---|---|---|",
         ]
+        for x in m.itertuples():
+            diff = f"{x.fin_minus_librosa:+.3f}" if design != "partial" else "–"
+            paired = f"{tables.pm(x.paired_mean, x.paired_std, missing='–')} ({x.pairs_n})" if x.pairs_n else "–"
+            out.append(
+                f"| `{x.feature}` | {tables.pm(x.fin_mean, x.fin_std, missing='–')} ({x.fin_n}) | "
+                f"{tables.pm(x.librosa_mean, x.librosa_std, missing='–')} ({x.librosa_n}) | {diff} | {paired} |"
+            )
     return "\n".join([*out, "", RESULTS_END])
 
 

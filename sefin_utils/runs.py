@@ -151,6 +151,19 @@ def open_store(P: Mapping[str, Any], splits_df: Any = None, *, progress: bool = 
     )
 
 
+def ablation_order(codes: Sequence[str] | None = None) -> list[str]:
+    """The ablation's mixes in the order they are trained: ``codes`` (default: all 32 of
+    :meth:`sefin_utils.features.Composition.ablation`), those with an even number of librosa sources first. That
+    first half is a half fraction of resolution V (:func:`sefin_utils.plots.ser.ablation_design`), so an ablation
+    stopped after it still gives every feature's main effect; the second half completes the full factorial."""
+    if codes is None:
+        from sefin_utils.features import KAGGLE
+
+        codes = list(KAGGLE.ablation())
+    codes = list(dict.fromkeys(codes))
+    return [c for c in codes if c.count("L") % 2 == 0] + [c for c in codes if c.count("L") % 2]
+
+
 def ser_params(P: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """The params :func:`sefin_utils.experiments.run_experiments` reads, from a resolved profile (``extra`` wins).
 
@@ -173,6 +186,7 @@ def ser_params(P: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         "variants": list(P["ser_variants"]),
         "ablation": P["ablation"],
         "ablation_epochs": P["ablation_epochs"],
+        "ablation_codes": ablation_order(P.get("ablation_codes")),
         "protocol": P["protocol"],
         "train_augmentations": P["ser_train_augmentations"],
         "select": P["ser_select"],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sefin_utils import publish
+from sefin_utils import publish, runs
 
 
 def _report(root: Path) -> Path:
@@ -114,8 +114,17 @@ def test_results_section_is_computed_from_the_published_tables(tmp_path: Path) -
     for name, f1 in (("speaker", 0.4), ("study", 0.6)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "headline.csv").write_text(cols + f"e2e_finetuned,{name},3,{f1},0.01,0.25,,0.65\n")
+    codes = [c for c in runs.ablation_order() if c.count("L") % 2 == 0]  # the half fraction, trained first
+    rows = [f"ablation_{c},ablation,{c},{0.4 + 0.1 * (c[0] == 'F')}" for c in codes]
+    (tmp_path / "speaker" / "results.csv").write_text("variant,kind,sources,test_macro_f1\n" + "\n".join(rows) + "\n")
+    partial = ["ablation_F-F-F-F-F,ablation,F-F-F-F-F,0.5", "ablation_F-F-F-F-L,ablation,F-F-F-F-L,0.45"]
+    (tmp_path / "study" / "results.csv").write_text("variant,kind,sources,test_macro_f1\n" + "\n".join(partial))
     section = publish.results_markdown(tmp_path, ["speaker", "study"])
     assert "| `e2e_finetuned` | 0.400 ± 0.010 (3) | 0.600 ± 0.010 (3) | 0.250 | 0.250 | 0.65 |" in section
+    assert "Ablation (speaker protocol, the 16 mixes of a half fraction of resolution V" in section
+    assert "| `rms` | 0.500 ± 0.000 (8) | 0.400 ± 0.000 (8) | +0.100 | – |" in section  # main effect; no pair in a half fraction
+    assert "Ablation (study protocol, 2 of the 32 mixes so far, not a balanced design" in section
+    assert "| `mel` | 0.500 (1) | 0.450 (1) | – | 0.050 (1) |" in section  # only the paired difference
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{publish.RESULTS_START}\nold\n{publish.RESULTS_END}\n\n## After\n")
     publish.update_readme(readme, section)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sefin_utils import classifiers, experiments, features, results, training
+from sefin_utils import classifiers, experiments, features, results, runs, training
 from sefin_utils import layers as sefin_layers
 from sefin_utils.constants import CLIP_SAMPLES, ESD_EMOTIONS, N_FRAMES, class_names
 
@@ -394,7 +394,20 @@ def test_figures(tmp_path) -> None:
     marg = plots.ablation_marginals_table(res).set_index("feature")
     assert marg.loc["rms", "fin_minus_librosa"] == pytest.approx(0.1, abs=0.02)  # rms is the first code letter
     assert abs(marg.loc["mel", "fin_minus_librosa"]) < 0.02 and (marg["fin_n"] == 16).all()
+    assert (marg["design"] == "full factorial").all() and (marg["pairs_n"] == 16).all()
+    assert np.allclose(marg["paired_mean"], marg["fin_minus_librosa"])  # on the full factorial the two agree
     plots.ablation_marginals(res, path=tmp_path / "abl.png")
+    half = res[[c.count("L") % 2 == 0 for c in res["sources"]]]  # what runs.ablation_order trains first
+    assert list(half["sources"]) == runs.ablation_order()[:16]
+    hm = plots.ablation_marginals_table(half).set_index("feature")
+    assert (hm["design"] == "half fraction").all() and (hm["pairs_n"] == 0).all() and (hm["fin_n"] == 8).all()
+    assert hm.loc["rms", "fin_minus_librosa"] == pytest.approx(0.1, abs=0.02)  # main effects still estimated
+    assert abs(hm.loc["mel", "fin_minus_librosa"]) < 0.02
+    few = res[res["sources"].isin(["F-F-F-F-F", "F-F-F-F-L", "F-F-F-L-F"])]
+    fm = plots.ablation_marginals_table(few).set_index("feature")
+    assert (fm["design"] == "partial").all() and list(fm["pairs_n"]) == [0, 0, 0, 1, 1]
+    assert fm.loc["mel", "paired_mean"] == pytest.approx(res["test_macro_f1"][0] - res["test_macro_f1"][1])
+    assert runs.ablation_order(["F-L-F-F-F", "F-F-F-F-F", "F-F-F-F-F"]) == ["F-F-F-F-F", "F-L-F-F-F"]
     summary = pd.DataFrame(
         {
             "variant": ["baseline_kaggle", "e2e_frozen"],

@@ -120,12 +120,44 @@ def ablation_table(results: pd.DataFrame, *, metric: str = "test_macro_f1") -> p
     return out.sort_values(metric, ascending=False).reset_index(drop=True)
 
 
+def ablation_design(codes: Sequence[str], n_features: int = len(FEATURE_NAMES)) -> str:
+    """What the ablation's mixes (codes like ``"F-L-F-F-L"``, one letter per feature) form: ``"full factorial"``
+    (all 2**n), ``"half fraction"`` (the 2**(n-1) mixes with an even, or all with an odd, number of librosa
+    sources: defining relation I = ABCDE, resolution V for n = 5, so each feature's main effect is free of the
+    two-factor interactions; Montgomery, *Design and Analysis of Experiments*, ch. 8) or ``"partial"`` (anything
+    else: the difference of means of the two sides is then biased by the missing mixes; the paired differences of
+    :func:`ablation_marginals_table` are not)."""
+    codes = set(codes)
+    if len(codes) == 2**n_features:
+        return "full factorial"
+    parity = {c.count("L") % 2 for c in codes}
+    if len(codes) == 2 ** (n_features - 1) and len(parity) == 1:
+        return "half fraction"
+    return "partial"
+
+
 def ablation_marginals_table(results: pd.DataFrame, *, metric: str = "test_macro_f1") -> pd.DataFrame:
-    """Per feature: mean and std of ``metric`` over the mixes taking it from its FIN vs from librosa, and the gap."""
+    """Per feature, the effect of taking it from its FIN instead of librosa on ``metric``, two ways.
+
+    ``fin_mean``/``fin_std``/``fin_n`` and ``librosa_*``: ``metric`` over the mixes on each side, and
+    ``fin_minus_librosa`` their difference of means (the factorial main effect: unbiased on a full factorial or a half
+    fraction, see :func:`ablation_design`). ``paired_mean``/``paired_std``/``pairs_n``: the difference over the pairs
+    of mixes that differ in this feature only, both present (16 pairs on a full factorial, where ``paired_mean``
+    equals ``fin_minus_librosa``; none on a half fraction; whatever pairs exist on a partial design); the std is the
+    spread of the effect across the other features' sources. ``design``: :func:`ablation_design` of the mixes."""
     tab = ablation_table(results, metric=metric)
+    design = ablation_design(tab["code"])
+    by_code = dict(zip(tab["code"], tab[metric], strict=True))
     rows = []
-    for f in FEATURE_NAMES:
+    for i, f in enumerate(FEATURE_NAMES):
         fin, lib = tab.loc[tab[f] == "fin", metric], tab.loc[tab[f] == "librosa", metric]
+        diffs = []
+        for code, value in by_code.items():
+            parts = code.split("-")
+            if parts[i] == "F":
+                other = "-".join([*parts[:i], "L", *parts[i + 1 :]])
+                if other in by_code:
+                    diffs.append(value - by_code[other])
         rows.append(
             {
                 "feature": f,
@@ -136,6 +168,10 @@ def ablation_marginals_table(results: pd.DataFrame, *, metric: str = "test_macro
                 "librosa_std": lib.std(ddof=1),
                 "librosa_n": len(lib),
                 "fin_minus_librosa": fin.mean() - lib.mean(),
+                "paired_mean": float(np.mean(diffs)) if diffs else np.nan,
+                "paired_std": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else np.nan,
+                "pairs_n": len(diffs),
+                "design": design,
             }
         )
     return pd.DataFrame(rows)
@@ -172,7 +208,7 @@ def ablation_marginals(
     ax.set_ylabel(metric.replace("_", " "))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(title="feature taken from", fontsize=8)
-    ax.set_title(f"ablation ({len(tab)} mixes): effect of each feature's source", fontsize=10)
+    ax.set_title(f"ablation ({len(tab)} mixes, {marg['design'].iloc[0]}): effect of each feature's source", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -78,7 +78,9 @@ FIGURE_CAPTIONS: dict[str, str] = {
     "each other and with their error bars (spread over seeds).",
     "04_fins_pred_vs_true.png": "Each FIN's output against librosa's value on test frames: points on the diagonal "
     "are perfect imitation.",
-    "05_ser_ablation.png": "Ablation: the change in test score when one feature comes from its FIN instead of librosa.",
+    "05_ser_ablation.png": "Ablation. Left: test score of the mixes taking each feature from its FIN (blue) or from "
+    "librosa (orange). Right: the change when that one feature comes from its FIN instead of librosa (above the grey "
+    "line: the FIN helps); its spread is over the other features' sources.",
     "06_predict.png": "The run's model on a few test recordings: class probabilities, the top class in red.",
 }
 """What to look at in each main figure (confusion matrices are captioned by :func:`figure_caption`)."""

@@ -180,27 +180,51 @@ def ablation_marginals_table(results: pd.DataFrame, *, metric: str = "test_macro
 def ablation_marginals(
     results: pd.DataFrame, *, metric: str = "test_macro_f1", path: str | Path | None = None
 ) -> Figure:
-    """Marginal effect of each feature's source: mean ``metric`` (± std, with every mix as a dot) FIN vs librosa."""
+    """The ablation in two panels. Left: ``metric`` of the mixes taking each feature from its FIN vs from librosa
+    (every mix a dot; mean ± std). Right: the effect, FIN minus librosa: the paired differences (mixes that differ in
+    that feature only) as dots with their mean ± std; where no pair exists but the design is balanced (a half
+    fraction), the difference of means ± its standard error (sqrt(s1²/n1 + s2²/n2)); nothing on a partial design
+    without pairs. The design (:func:`ablation_design`) is in the title."""
     tab = ablation_table(results, metric=metric)
     marg = ablation_marginals_table(results, metric=metric)
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    design = marg["design"].iloc[0]
+    fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     rng = np.random.default_rng(0)
+    labelled: set[str] = set()
     for i, f in enumerate(FEATURE_NAMES):
+        row = marg.iloc[i]
         for k, (src, color) in enumerate((("fin", "tab:blue"), ("librosa", "tab:orange"))):
             vals = tab.loc[tab[f] == src, metric].to_numpy()
             xpos = i + (k - 0.5) * 0.35
             ax.scatter(xpos + rng.uniform(-0.06, 0.06, len(vals)), vals, s=10, color=color, alpha=0.4)
-            row = marg.iloc[i]
-            ax.errorbar(
-                xpos,
-                row[f"{src}_mean"],
-                yerr=0 if np.isnan(row[f"{src}_std"]) else row[f"{src}_std"],
-                fmt="o",
-                color=color,
-                capsize=4,
-                ms=7,
-                label=("FIN" if src == "fin" else "librosa") if i == 0 else None,
-            )
+            if len(vals):
+                ax.errorbar(
+                    xpos,
+                    row[f"{src}_mean"],
+                    yerr=0 if np.isnan(row[f"{src}_std"]) else row[f"{src}_std"],
+                    fmt="o",
+                    color=color,
+                    capsize=4,
+                    ms=7,
+                    label=None if src in labelled else ("FIN" if src == "fin" else "librosa"),
+                )
+                labelled.add(src)
+        codes = dict(zip(tab["code"], tab[metric], strict=True))
+        diffs = [
+            v - codes[o]
+            for c, v in codes.items()
+            if c.split("-")[i] == "F"
+            and (o := "-".join(x if j != i else "L" for j, x in enumerate(c.split("-")))) in codes
+        ]
+        if diffs:
+            ax_d.scatter(i + rng.uniform(-0.08, 0.08, len(diffs)), diffs, s=10, color="tab:green", alpha=0.5)
+            sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
+            ax_d.errorbar(i, np.mean(diffs), yerr=sd, fmt="o", color="tab:green", capsize=4, ms=7)
+        elif design != "partial" and row["fin_n"] and row["librosa_n"]:
+            se = float(np.sqrt(row["fin_std"] ** 2 / row["fin_n"] + row["librosa_std"] ** 2 / row["librosa_n"]))
+            ax_d.errorbar(i, row["fin_minus_librosa"], yerr=se, fmt="s", color="tab:green", capsize=4, ms=7)
+        else:
+            ax_d.text(i, 0, "no pair\nyet", ha="center", va="center", fontsize=7, color="grey")
     if metric == "test_accuracy":
         lo, hi = study.ABLATION_ACCURACY
         ax.axhspan(lo, hi, color="grey", alpha=0.12, label=f"study spread ({study.PROTOCOL})")
@@ -208,7 +232,14 @@ def ablation_marginals(
     ax.set_ylabel(metric.replace("_", " "))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(title="feature taken from", fontsize=8)
-    ax.set_title(f"ablation ({len(tab)} mixes, {marg['design'].iloc[0]}): effect of each feature's source", fontsize=10)
+    ax.set_title(f"ablation: {len(tab)} mixes ({design})", fontsize=10)
+    ax_d.axhline(0, color="grey", lw=1)
+    ax_d.set_xlim(-0.5, len(FEATURE_NAMES) - 0.5)
+    ax_d.set_xticks(range(len(FEATURE_NAMES)), FEATURE_NAMES)
+    ax_d.set_ylabel(f"FIN - librosa, {metric.replace('_', ' ')}")
+    ax_d.grid(axis="y", alpha=0.3)
+    what = "paired differences" if (marg["pairs_n"] > 0).any() else "difference of means ± s.e."
+    ax_d.set_title(f"effect of taking the feature from its FIN ({what})", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -6,6 +6,7 @@ Commands (each delegates to its module's ``main(argv) -> int``):
   predict    classify the emotion of audio files (sefin_utils.predict)
   demo-data  write the generated demo corpus (sefin_utils.synth)
   publish    copy rendered reports (pages without code, tables, figures) into a folder to commit (sefin_utils.publish)
+  status     where run folders stand: stages, heartbeat, wall time, stored models, ablation (sefin_utils.status)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("sefin_utils.predict", "classify the emotion in audio files"),
     "demo-data": ("sefin_utils.synth", "write the generated demo corpus"),
     "publish": ("sefin_utils.publish", "copy rendered reports into a folder to commit"),
+    "status": ("sefin_utils.status", "where run folders stand (stages, wall time, models, ablation)"),
 }
 
 

@@ -122,7 +122,8 @@ def test_results_section_is_computed_from_the_published_tables(tmp_path: Path) -
     section = publish.results_markdown(tmp_path, ["speaker", "study"])
     assert "| `e2e_finetuned` | 0.400 ± 0.010 (3) | 0.600 ± 0.010 (3) | 0.250 | 0.250 | 0.65 |" in section
     assert "Ablation (speaker protocol, the 16 mixes of a half fraction of resolution V" in section
-    assert "| `rms` | 0.500 ± 0.000 (8) | 0.400 ± 0.000 (8) | +0.100 | – |" in section  # main effect; no pair in a half fraction
+    # the main effect; a half fraction holds no pair of mixes that differ in one feature only
+    assert "| `rms` | 0.500 ± 0.000 (8) | 0.400 ± 0.000 (8) | +0.100 | – |" in section
     assert "Ablation (study protocol, 2 of the 32 mixes so far, not a balanced design" in section
     assert "| `mel` | 0.500 (1) | 0.450 (1) | – | 0.050 (1) |" in section  # only the paired difference
     readme = tmp_path / "README.md"

@@ -116,8 +116,9 @@ def _ablation_lines(models: list[dict[str, Any]]) -> list[str]:
         f"{even} of {N_ABLATION // 2}. Median training time a mix {_minutes(pace)} (epochs only)"
     )
     if left_all:
-        line += f": at that pace at least {_minutes(left_half * pace)} to the half fraction" if left_half else ""
-        line += f", {_minutes(left_all * pace)} to all {N_ABLATION}"
+        left = [f"{_minutes(left_half * pace)} to the half fraction"] if left_half else []
+        left.append(f"{_minutes(left_all * pace)} to all {N_ABLATION}")
+        line += ": at that pace at least " + ", ".join(left)
     return [line]
 
 

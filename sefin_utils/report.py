@@ -211,7 +211,7 @@ def _study_numbers(variant: str) -> tuple[float, float]:
 def headline(results: pd.DataFrame) -> pd.DataFrame:
     """One row per model (variant) and protocol: metrics' mean and sample sd over seeds (NaN with one seed), the
     number of seeds, and the study's logged numbers beside (:mod:`sefin_utils.study`). The ablation's models are
-    summarised in one row (their spread), beside the midpoint of the study's ablation range.
+    summarised in one row (mean and sd over its mixes), beside the midpoint of the study's ablation range.
 
     Raises
     ------
@@ -249,7 +249,7 @@ def headline(results: pd.DataFrame) -> pd.DataFrame:
         row = summarise(
             a,
             {
-                "model": f"ablation ({a['variant'].nunique()} source mixes, range)",
+                "model": f"ablation ({a['variant'].nunique()} source mixes: mean ± sd over mixes)",
                 "protocol": a["protocol"].iloc[0],
                 "seeds": int(a["seed"].nunique()) if "seed" in a.columns else 1,
             },
@@ -381,16 +381,15 @@ def say_anchors(results: pd.DataFrame, *, metric: str = "test_macro_f1") -> _Mar
 
 
 def format_headline(head: pd.DataFrame) -> pd.DataFrame:
-    """The headline for reading: ``mean ± sd`` where a model has two seeds or more (the bare mean otherwise),
-    3 decimals, the number of seeds, the study's numbers last."""
+    """The headline for reading: ``mean ± sd`` where a model has two seeds or more, and for the ablation's row (its
+    spread over mixes), the bare mean otherwise; 3 decimals, the number of seeds, the study's numbers last."""
     out = head[["model", "protocol", "seeds"]].copy()
+    spread = [n >= 2 or str(m).startswith("ablation (") for m, n in zip(head["model"], head["seeds"], strict=True)]
     for label in HEADLINE_METRICS.values():
         if label not in head.columns:
             continue
         sd = head.get(f"{label} sd", pd.Series(float("nan"), index=head.index))
-        out[label] = [
-            tables.pm(m, s if n >= 2 else None) for m, s, n in zip(head[label], sd, head["seeds"], strict=True)
-        ]
+        out[label] = [tables.pm(m, s if k else None) for m, s, k in zip(head[label], sd, spread, strict=True)]
     for label in ("study accuracy", "study macro-F1"):
         if label in head.columns:
             out[label] = [tables.fmt(v) for v in head[label]]

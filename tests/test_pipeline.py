@@ -455,6 +455,11 @@ def test_headline_means_and_spread_over_seeds() -> None:
     assert "2 source mixes" in abl["model"] and abl["test accuracy"] == pytest.approx(0.4)
     shown = report.format_headline(head)
     assert shown.loc[shown["model"] == "baseline_kaggle", "test accuracy"].iloc[0] == "0.600 ± 0.141"
+    # one seed, but the ablation's row shows its spread over mixes (its label says so)
+    assert "mean ± sd over mixes" in abl["model"] and abl["seeds"] == 1
+    assert shown.loc[shown["model"] == abl["model"], "test accuracy"].iloc[0] == report.tables.pm(
+        abl["test accuracy"], abl["test accuracy sd"]
+    )
 
 
 def test_index_leads_with_banner_headline_and_main_figures(tmp_path: Path) -> None:

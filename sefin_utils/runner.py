@@ -527,6 +527,11 @@ def record_execution(run_dir: Path, stage: Stage, status: str, seconds: float, k
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "hash": key_hash,
     }
+    _append_history(run_dir, line)
+
+
+def _append_history(run_dir: str | os.PathLike, line: dict[str, Any]) -> None:
+    """Append one JSON line to the run folder's :data:`~sefin_utils.stages.STAGE_HISTORY`."""
     path = Path(run_dir) / STAGE_HISTORY
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
@@ -576,7 +581,10 @@ def _heartbeat(path: Path, record: dict[str, Any], every: float | None = None) -
         path.unlink(missing_ok=True)
 
 
-def _alive(rec: dict[str, Any], stale_after: float) -> bool:
+def heartbeat_alive(rec: dict[str, Any], stale_after: float | None = None) -> bool:
+    """Whether the run that wrote heartbeat ``rec`` (:func:`_heartbeat`) is still going: rewritten within
+    ``stale_after`` seconds (default :data:`STALE_HEARTBEAT_SECONDS`) and, on this host, its process alive."""
+    stale_after = STALE_HEARTBEAT_SECONDS if stale_after is None else stale_after
     if time.time() - float(rec.get("beat_epoch", 0)) > stale_after:
         return False
     if rec.get("host") != socket.gethostname():
@@ -603,7 +611,7 @@ def record_killed(run_dir: str | os.PathLike, *, stale_after: float | None = Non
             rec = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             rec = {"stage": path.name.removesuffix(".running.json"), "seconds": 0.0, "note": "unreadable heartbeat"}
-        if _alive(rec, stale_after):
+        if heartbeat_alive(rec, stale_after):
             continue
         line = {
             "stage": rec.get("stage"),
@@ -614,9 +622,7 @@ def record_killed(run_dir: str | os.PathLike, *, stale_after: float | None = Non
             "finished": rec.get("beat"),
             "hash": rec.get("hash"),
         }
-        history = Path(run_dir) / STAGE_HISTORY
-        with history.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(line) + "\n")
+        _append_history(run_dir, line)
         path.unlink(missing_ok=True)
         added.append(line)
     return added

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sefin_utils.runner import heartbeat_alive
 from sefin_utils.stages import STAGE_HISTORY, STAGES
 
 N_ABLATION: int = 32
@@ -75,7 +76,11 @@ def _stage_lines(run_dir: Path) -> list[str]:
         beat = _read_json(run_dir / "stages" / f"{stage.name}.running.json")
         if beat is not None:
             age = time.time() - float(beat.get("beat_epoch", 0))
-            state = "running" if age < 300 else f"no heartbeat for {_minutes(age)} (killed? the next run records it)"
+            state = (
+                "running"
+                if heartbeat_alive(beat)
+                else f"gone, last heartbeat {_minutes(age)} ago (killed? the next run records it)"
+            )
             ran = _minutes(float(beat.get("seconds", 0)))
             lines.append(
                 f"  {stage.notebook:<18} {state}: started {beat.get('started')}, {ran} at its last heartbeat "

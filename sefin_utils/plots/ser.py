@@ -136,6 +136,20 @@ def ablation_design(codes: Sequence[str], n_features: int = len(FEATURE_NAMES)) 
     return "partial"
 
 
+def ablation_paired_differences(tab: pd.DataFrame, metric: str) -> dict[str, list[float]]:
+    """Per feature, ``metric`` of each mix taking it from its FIN minus that of the same mix taking it from librosa,
+    for every such pair present in ``tab`` (:func:`ablation_table`'s rows)."""
+    by_code = dict(zip(tab["code"], tab[metric], strict=True))
+    out: dict[str, list[float]] = {}
+    for i, f in enumerate(FEATURE_NAMES):
+        out[f] = []
+        for code, value in by_code.items():
+            parts = code.split("-")
+            if parts[i] == "F" and (other := "-".join([*parts[:i], "L", *parts[i + 1 :]])) in by_code:
+                out[f].append(value - by_code[other])
+    return out
+
+
 def ablation_marginals_table(results: pd.DataFrame, *, metric: str = "test_macro_f1") -> pd.DataFrame:
     """Per feature, the effect of taking it from its FIN instead of librosa on ``metric``, two ways.
 
@@ -147,17 +161,11 @@ def ablation_marginals_table(results: pd.DataFrame, *, metric: str = "test_macro
     spread of the effect across the other features' sources. ``design``: :func:`ablation_design` of the mixes."""
     tab = ablation_table(results, metric=metric)
     design = ablation_design(tab["code"])
-    by_code = dict(zip(tab["code"], tab[metric], strict=True))
+    paired = ablation_paired_differences(tab, metric)
     rows = []
-    for i, f in enumerate(FEATURE_NAMES):
+    for f in FEATURE_NAMES:
         fin, lib = tab.loc[tab[f] == "fin", metric], tab.loc[tab[f] == "librosa", metric]
-        diffs = []
-        for code, value in by_code.items():
-            parts = code.split("-")
-            if parts[i] == "F":
-                other = "-".join([*parts[:i], "L", *parts[i + 1 :]])
-                if other in by_code:
-                    diffs.append(value - by_code[other])
+        diffs = paired[f]
         rows.append(
             {
                 "feature": f,
@@ -188,6 +196,7 @@ def ablation_marginals(
     tab = ablation_table(results, metric=metric)
     marg = ablation_marginals_table(results, metric=metric)
     design = marg["design"].iloc[0]
+    paired = ablation_paired_differences(tab, metric)
     fig, (ax, ax_d) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     rng = np.random.default_rng(0)
     labelled: set[str] = set()
@@ -209,13 +218,7 @@ def ablation_marginals(
                     label=None if src in labelled else ("FIN" if src == "fin" else "librosa"),
                 )
                 labelled.add(src)
-        codes = dict(zip(tab["code"], tab[metric], strict=True))
-        diffs = [
-            v - codes[o]
-            for c, v in codes.items()
-            if c.split("-")[i] == "F"
-            and (o := "-".join(x if j != i else "L" for j, x in enumerate(c.split("-")))) in codes
-        ]
+        diffs = paired[f]
         if diffs:
             ax_d.scatter(i + rng.uniform(-0.08, 0.08, len(diffs)), diffs, s=10, color="tab:green", alpha=0.5)
             sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0

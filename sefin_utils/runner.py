@@ -47,11 +47,14 @@ from sefin_utils.profile import (
     parse_value,
 )
 from sefin_utils.stages import (
+    HEARTBEAT_SECONDS,
     NOTEBOOKS_DIR,
     STAGE_HISTORY,
     STAGES,
+    STALE_HEARTBEAT_SECONDS,
     Dependencies,
     Stage,
+    heartbeat_alive,
     module_file,
     notebook_path,
     select_stages,
@@ -60,10 +63,6 @@ from sefin_utils.stages import (
 
 PACKAGE_DIR: Path = Path(__file__).resolve().parent
 KERNEL_NAME: str = "python3"
-HEARTBEAT_SECONDS: float = 30.0
-"""How often a running stage rewrites its ``stages/<stage>.running.json`` (its wall time so far)."""
-STALE_HEARTBEAT_SECONDS: float = 300.0
-"""A ``.running.json`` not rewritten for this long belongs to a run that is gone (killed, machine lost)."""
 
 __all__ = [
     "DEFAULT_PROFILE",
@@ -579,23 +578,6 @@ def _heartbeat(path: Path, record: dict[str, Any], every: float | None = None) -
         done.set()
         thread.join()
         path.unlink(missing_ok=True)
-
-
-def heartbeat_alive(rec: dict[str, Any], stale_after: float | None = None) -> bool:
-    """Whether the run that wrote heartbeat ``rec`` (:func:`_heartbeat`) is still going: rewritten within
-    ``stale_after`` seconds (default :data:`STALE_HEARTBEAT_SECONDS`) and, on this host, its process alive."""
-    stale_after = STALE_HEARTBEAT_SECONDS if stale_after is None else stale_after
-    if time.time() - float(rec.get("beat_epoch", 0)) > stale_after:
-        return False
-    if rec.get("host") != socket.gethostname():
-        return True  # another machine sharing the folder, beating recently
-    try:
-        os.kill(int(rec["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, KeyError, ValueError, TypeError):
-        return True
-    return True
 
 
 def record_killed(run_dir: str | os.PathLike, *, stale_after: float | None = None) -> list[dict[str, Any]]:

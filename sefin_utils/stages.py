@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
+import socket
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 NOTEBOOKS_DIR: Path = Path(__file__).resolve().parents[1] / "notebooks"
 """The stage notebooks (``NN_name.py``, Jupytext percent, with their paired ``.ipynb``)."""
@@ -51,6 +55,10 @@ STAGES: tuple[Stage, ...] = (
 """The stages in order."""
 
 STAGE_HISTORY = "stages/history.jsonl"
+HEARTBEAT_SECONDS: float = 30.0
+"""How often a running stage rewrites its ``stages/<stage>.running.json`` (its wall time so far)."""
+STALE_HEARTBEAT_SECONDS: float = 300.0
+"""A ``.running.json`` not rewritten for this long belongs to a run that is gone (killed, machine lost)."""
 """Every execution of a stage in a run folder, relative to it: one JSON object a line (``stage``, ``notebook``,
 ``status`` ran/failed, ``seconds`` of wall time, ``started``, ``finished``, stamp ``hash``), oldest first; written by
 :func:`sefin_utils.runner.record_execution`, summed by :func:`sefin_utils.report.stage_history`."""
@@ -424,3 +432,21 @@ def model_param_keys(
             return None
         keys |= own - {_MODEL}
     return frozenset(keys)
+
+
+def heartbeat_alive(rec: dict[str, Any], stale_after: float | None = None) -> bool:
+    """Whether the run that wrote heartbeat ``rec`` (``stages/<stage>.running.json``, rewritten by the runner while a
+    stage runs) is still going: rewritten within ``stale_after`` seconds (default :data:`STALE_HEARTBEAT_SECONDS`)
+    and, on this host, its process alive. Here, not in the runner, so that ``status`` can ask without importing it."""
+    stale_after = STALE_HEARTBEAT_SECONDS if stale_after is None else stale_after
+    if time.time() - float(rec.get("beat_epoch", 0)) > stale_after:
+        return False
+    if rec.get("host") != socket.gethostname():
+        return True  # another machine sharing the folder, beating recently
+    try:
+        os.kill(int(rec["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, KeyError, ValueError, TypeError):
+        return True
+    return True

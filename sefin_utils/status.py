@@ -23,8 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sefin_utils.runner import heartbeat_alive
-from sefin_utils.stages import STAGE_HISTORY, STAGES
+from sefin_utils.stages import STAGE_HISTORY, STAGES, heartbeat_alive
 
 N_ABLATION: int = 32
 """Mixes of the full ablation: each of the five features from its FIN or from librosa (2**5)."""

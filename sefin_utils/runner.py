@@ -57,6 +57,7 @@ from sefin_utils.stages import (
     heartbeat_alive,
     module_file,
     notebook_path,
+    running_path,
     select_stages,
     stage_dependencies,
 )
@@ -537,11 +538,6 @@ def _append_history(run_dir: str | os.PathLike, line: dict[str, Any]) -> None:
         f.write(json.dumps(line) + "\n")
 
 
-def running_path(run_dir: str | os.PathLike, stage: Stage) -> Path:
-    """The heartbeat file of a running ``stage``: ``<run_dir>/stages/<stage>.running.json``."""
-    return Path(run_dir) / "stages" / f"{stage.name}.running.json"
-
-
 @contextlib.contextmanager
 def _heartbeat(path: Path, record: dict[str, Any], every: float | None = None) -> Iterator[None]:
     """Within the block, keep ``path`` rewritten every ``every`` seconds with ``record`` plus the wall ``seconds`` so
@@ -638,7 +634,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     with the run either way. Only in the main thread (elsewhere signals cannot be handled); the previous handler
     comes back after the block."""
     import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield

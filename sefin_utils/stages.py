@@ -55,13 +55,14 @@ STAGES: tuple[Stage, ...] = (
 """The stages in order."""
 
 STAGE_HISTORY = "stages/history.jsonl"
-HEARTBEAT_SECONDS: float = 30.0
-"""How often a running stage rewrites its ``stages/<stage>.running.json`` (its wall time so far)."""
-STALE_HEARTBEAT_SECONDS: float = 300.0
-"""A ``.running.json`` not rewritten for this long belongs to a run that is gone (killed, machine lost)."""
 """Every execution of a stage in a run folder, relative to it: one JSON object a line (``stage``, ``notebook``,
-``status`` ran/failed, ``seconds`` of wall time, ``started``, ``finished``, stamp ``hash``), oldest first; written by
-:func:`sefin_utils.runner.record_execution`, summed by :func:`sefin_utils.report.stage_history`."""
+``status`` ran/failed/stopped/killed, ``seconds`` of wall time, ``started``, ``finished``, stamp ``hash``), oldest
+first; written by :func:`sefin_utils.runner.record_execution` and :func:`sefin_utils.runner.record_killed`, summed
+by :func:`sefin_utils.report.stage_history`."""
+HEARTBEAT_SECONDS: float = 30.0
+"""How often a running stage rewrites its heartbeat, :func:`running_path` (its wall time so far)."""
+STALE_HEARTBEAT_SECONDS: float = 300.0
+"""A heartbeat not rewritten for this long belongs to a run that is gone (killed, machine lost)."""
 
 
 def select_stages(
@@ -434,9 +435,14 @@ def model_param_keys(
     return frozenset(keys)
 
 
+def running_path(run_dir: str | Path, stage: Stage) -> Path:
+    """The heartbeat file of a running ``stage``: ``<run_dir>/stages/<stage>.running.json``."""
+    return Path(run_dir) / "stages" / f"{stage.name}.running.json"
+
+
 def heartbeat_alive(rec: dict[str, Any], stale_after: float | None = None) -> bool:
-    """Whether the run that wrote heartbeat ``rec`` (``stages/<stage>.running.json``, rewritten by the runner while a
-    stage runs) is still going: rewritten within ``stale_after`` seconds (default :data:`STALE_HEARTBEAT_SECONDS`)
+    """Whether the run that wrote heartbeat ``rec`` (:func:`running_path`, rewritten by the runner while a stage
+    runs) is still going: rewritten within ``stale_after`` seconds (default :data:`STALE_HEARTBEAT_SECONDS`)
     and, on this host, its process alive. Here, not in the runner, so that ``status`` can ask without importing it."""
     stale_after = STALE_HEARTBEAT_SECONDS if stale_after is None else stale_after
     if time.time() - float(rec.get("beat_epoch", 0)) > stale_after:

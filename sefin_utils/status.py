@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sefin_utils.stages import STAGE_HISTORY, STAGES, heartbeat_alive
+from sefin_utils.stages import STAGE_HISTORY, STAGES, heartbeat_alive, running_path
 
 N_ABLATION: int = 32
 """Mixes of the full ablation: each of the five features from its FIN or from librosa (2**5)."""
@@ -72,7 +72,7 @@ def _stage_lines(run_dir: Path) -> list[str]:
     lines = []
     for stage in STAGES:
         stamp = _read_json(run_dir / "stages" / f"{stage.name}.json")
-        beat = _read_json(run_dir / "stages" / f"{stage.name}.running.json")
+        beat = _read_json(running_path(run_dir, stage))
         if beat is not None:
             age = time.time() - float(beat.get("beat_epoch", 0))
             state = (

@@ -122,4 +122,4 @@ BASELINE_FIGURES = runs.ser_figures(RUN / "baseline", FIG, prefix="02_baseline")
 # ## What the numbers say
 
 # %%
-report.say_models(results, n_classes=len(class_names(P["calm"])), run_dir=RUN)
+report.say_models(results, n_classes=len(class_names(P["calm"])), run_dir=RUN, patience=P["ser_patience"])

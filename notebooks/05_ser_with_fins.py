@@ -133,4 +133,4 @@ tables.card_table(json.loads((bundle_dir / "card.json").read_text()))
 # ## What the numbers say
 
 # %%
-report.say_models(all_results, n_classes=len(class_names(P["calm"])), run_dir=RUN)
+report.say_models(all_results, n_classes=len(class_names(P["calm"])), run_dir=RUN, patience=P["ser_patience"])

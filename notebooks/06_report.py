@@ -155,4 +155,4 @@ report.figure_grid(
 # ## What the numbers say
 
 # %%
-report.say_models(results, n_classes=len(class_names(P["calm"])), run_dir=RUN)
+report.say_models(results, n_classes=len(class_names(P["calm"])), run_dir=RUN, patience=P["ser_patience"])

@@ -500,6 +500,22 @@ def predicted_shares(run_dir: Path, variants: Sequence[str], *, dirs: Sequence[s
     return out
 
 
+def at_epoch_cap(results: pd.DataFrame, *, patience: int | None = None) -> pd.DataFrame:
+    """Rows of a results table whose training ended at its epoch cap while the validation score still improved.
+
+    Early stopping ends a run ``patience`` epochs after its best epoch; a run that ended sooner after it
+    (``epochs_run - best_epoch < patience``, best epoch > 0) was cut by the cap (``ser_epochs``, or
+    ``ser_finetune_epochs`` for the epochs through the FINs). Without ``patience``, only runs whose best epoch is
+    their last. Returns the matching rows (empty where the table lacks ``best_epoch`` or ``epochs_run``).
+    """
+    if not {"best_epoch", "epochs_run", "variant", "seed"} <= set(results.columns):
+        return results.iloc[:0]
+    best = pd.to_numeric(results["best_epoch"], errors="coerce")
+    ran = pd.to_numeric(results["epochs_run"], errors="coerce")
+    ended = (ran - best < patience) if patience is not None else (best == ran)
+    return results[(best > 0) & ended.fillna(False)]
+
+
 def say_models(
     results: pd.DataFrame,
     *,
@@ -507,13 +523,15 @@ def say_models(
     n_classes: int | None = None,
     kind: str | None = None,
     run_dir: Path | None = None,
+    patience: int | None = None,
 ) -> _Markdown:
     """ "What the numbers say" about classifiers, computed from a results table (one row per model and seed).
 
     States the protocol, the number of seeds, each model's mean (± sd over seeds where there are two or more),
     the chance level (``1 / n_classes``) and, for the best model against the runner-up, whether their difference
     exceeds the larger spread; with one seed it says that no difference can be told from seed noise. With
-    ``run_dir``, models that put most test recordings in one class are named (:func:`predicted_shares`).
+    ``run_dir``, models that put most test recordings in one class are named (:func:`predicted_shares`). Models
+    still improving when their epochs ran out are named (:func:`at_epoch_cap`, with the run's ``patience``).
     """
     df = results if kind is None or "kind" not in results.columns else results[results["kind"] == kind]
     if "kind" in df.columns:
@@ -557,6 +575,18 @@ def say_models(
                 "validation macro-F1, the head trained first on the frozen FINs, so such a model equals that warm "
                 "start (for e2e_finetuned: e2e_frozen of the same seed)."
             )
+    capped = at_epoch_cap(df, patience=patience)
+    if not capped.empty:
+        which = ", ".join(
+            f"{v} (seed {s}: best epoch {b} of {n})"
+            for v, s, b, n in zip(
+                capped["variant"], capped["seed"], capped["best_epoch"], capped["epochs_run"], strict=True
+            )
+        )
+        parts.append(
+            f"Still improving when their epochs ran out: {which}. These models may gain from more epochs "
+            "(`ser_epochs`; `ser_finetune_epochs` for the training through the FINs)."
+        )
     if {"train_augmentations", "n_train"} <= set(df.columns):
         seen = df.dropna(subset=["train_augmentations"]).groupby("train_augmentations", sort=False)
         if seen.ngroups > 1:

@@ -144,6 +144,25 @@ def test_say_models_compares_the_difference_with_the_spread() -> None:
     assert "1 seed per model" in one and "may be seed noise" in one
 
 
+def test_say_models_names_the_models_still_improving_when_their_epochs_ran_out() -> None:
+    df = _results()
+    # baseline seed 0: best epoch 25 of 25 (cut by the cap); seed 1: early-stopped 5 epochs after its best;
+    # e2e_frozen seed 0: best 23 of 25 with patience 5 (cut by the cap); seed 1: warm start kept (best epoch 0)
+    df["best_epoch"] = [25, 12, 23, 0, 30]
+    df["epochs_run"] = [25, 17, 25, 5, 30]
+    capped = report.at_epoch_cap(df[df["kind"] != "ablation"], patience=5)
+    assert list(zip(capped["variant"], capped["seed"], strict=True)) == [("baseline_kaggle", 0), ("e2e_frozen", 0)]
+    only_last = report.at_epoch_cap(df, patience=None)
+    assert list(zip(only_last["variant"], only_last["seed"], strict=True)) == [
+        ("baseline_kaggle", 0),
+        ("ablation_F-F-F-F-F", 0),
+    ]
+    text = report.say_models(df, n_classes=8, patience=5).text
+    assert "Still improving when their epochs ran out: baseline_kaggle (seed 0: best epoch 25 of 25)" in text
+    assert "e2e_frozen (seed 0: best epoch 23 of 25)" in text and "ablation" not in text.split("Still")[1]
+    assert "Still improving" not in report.say_models(_results(), n_classes=8).text  # no epoch columns
+
+
 def test_say_splits_states_what_the_table_shows() -> None:
     df = pd.DataFrame(
         {

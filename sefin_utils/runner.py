@@ -455,6 +455,33 @@ def run(
                     + (f"\n  kernel log: {kernel_log}" if kernel_log.is_file() else "")
                 )
                 raise StageFailed(stage.name, msg, failed_nb) from None
+            except Exception as err:  # no cell raised: the kernel died (a signal, out of memory) or did not start
+                seconds = time.perf_counter() - t0
+                record_execution(run_dir, stage, "failed", seconds, key["hash"], started)
+                kept = None
+                if partial.is_file():
+                    kept = failed_nb
+                    shutil.move(str(partial), failed_nb)
+                    if build_report:
+                        render_html(failed_nb, report_dir, stem=f"{stage.notebook}.failed")
+                stamp_path.unlink(missing_ok=True)
+                result.status[stage.name], result.seconds[stage.name] = "failed", seconds
+                msg = (
+                    f"stage {stage.name!r} ({src.name}) stopped after {_fmt(seconds)} without an error in a cell: "
+                    f"{type(err).__name__}: {str(err).strip() or 'no message'}"
+                    + (
+                        " (its kernel process died: killed by a signal, or by the system for lack of memory: see "
+                        "`dmesg`); what it finished is kept and read back when the run is resumed"
+                        if "died" in str(err).lower() or type(err).__name__ == "DeadKernelError"
+                        else ""
+                    )
+                )
+                log(
+                    f"{head}: FAILED after {_fmt(seconds)}\n  {msg}"
+                    + (f"\n  executed notebook kept: {kept}" if kept else "")
+                    + (f"\n  kernel log: {kernel_log}" if kernel_log.is_file() else "")
+                )
+                raise StageFailed(stage.name, msg, kept) from err
             except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (kill): the stage's wall time is recorded
                 seconds = time.perf_counter() - t0
                 record_execution(run_dir, stage, "stopped", seconds, key["hash"], started)

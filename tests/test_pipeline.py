@@ -78,6 +78,22 @@ ratio = params["x"] / 0  # divide by zero on purpose
 """
 )
 
+NB_DIE = (
+    HEADER
+    + """
+# %% [markdown]
+# # Stage D's kernel dies (as the system's out-of-memory killer would end it)
+"""
+    + PARAMS_CELL
+    + """
+# %%
+import os
+import signal
+
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+)
+
 STAGES = (
     Stage("a", "01_a", inputs=(), outputs=("a.txt",)),
     Stage("b", "02_b", inputs=("a.txt",), outputs=("b.txt",)),
@@ -402,6 +418,30 @@ def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Pa
     assert "failed run" in (report_dir / "index.html").read_text()
     history = (project / "runs" / "t" / "stages" / "history.jsonl").read_text()
     assert [json.loads(line)["status"] for line in history.splitlines()] == ["ran", "failed"]
+
+
+def test_a_stage_whose_kernel_dies_is_recorded_as_failed_with_a_clear_message(project: Path) -> None:
+    (project / "notebooks" / "05_die.py").write_text(NB_DIE)
+    stages = (*STAGES[:1], Stage("die", "05_die", outputs=()), STAGES[1])
+    lines: list[str] = []
+    with pytest.raises(StageFailed) as info:
+        runner.run(
+            "t",
+            stages=stages,
+            notebooks_dir=project / "notebooks",
+            params_dir=project / "params",
+            root=project,
+            log=lines.append,
+            progress_bar=False,
+        )
+    msg = str(info.value)
+    assert info.value.stage == "die" and "stage 'die' (05_die.py)" in msg and "kernel process died" in msg, msg
+    assert any("FAILED after" in line for line in lines), lines
+    run_dir = project / "runs" / "t"
+    statuses = [json.loads(line)["status"] for line in (run_dir / STAGE_HISTORY).read_text().splitlines()]
+    assert statuses == ["ran", "failed"]  # not lost from the run's wall time
+    assert not (run_dir / "stages" / "die.running.json").exists()
+    assert not (run_dir / "b.txt").exists()  # the run stopped there
 
 
 def test_cli_exit_codes(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

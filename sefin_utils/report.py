@@ -578,7 +578,7 @@ def say_models(
     capped = at_epoch_cap(df, patience=patience)
     if not capped.empty:
         which = ", ".join(
-            f"{v} (seed {s}: best epoch {b} of {n})"
+            f"{v} (seed {s}: best epoch {int(b)} of {int(n)})"
             for v, s, b, n in zip(
                 capped["variant"], capped["seed"], capped["best_epoch"], capped["epochs_run"], strict=True
             )

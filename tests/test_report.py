@@ -148,8 +148,8 @@ def test_say_models_names_the_models_still_improving_when_their_epochs_ran_out()
     df = _results()
     # baseline seed 0: best epoch 25 of 25 (cut by the cap); seed 1: early-stopped 5 epochs after its best;
     # e2e_frozen seed 0: best 23 of 25 with patience 5 (cut by the cap); seed 1: warm start kept (best epoch 0)
-    df["best_epoch"] = [25, 12, 23, 0, 30]
-    df["epochs_run"] = [25, 17, 25, 5, 30]
+    df["best_epoch"] = [25.0, 12, 23, 0, 30]  # float, as read from a results table with gaps
+    df["epochs_run"] = [25.0, 17, 25, 5, 30]
     capped = report.at_epoch_cap(df[df["kind"] != "ablation"], patience=5)
     assert list(zip(capped["variant"], capped["seed"], strict=True)) == [("baseline_kaggle", 0), ("e2e_frozen", 0)]
     only_last = report.at_epoch_cap(df, patience=None)

@@ -414,6 +414,19 @@ def run(
                 if build_report and not (report_dir / f"{stage.notebook}.html").is_file():
                     render_html(executed, report_dir)
                 continue
+            absent = [name for name in stage.inputs if not name.startswith("@") and not (run_dir / name).exists()]
+            if absent:
+                writers = [
+                    s.name for s in stages if any(o == a or o.startswith(f"{a}/") for a in absent for o in s.outputs)
+                ]
+                msg = (
+                    f"stage {stage.name!r} reads {', '.join(absent)} from the run folder {run_dir}, which has none: "
+                    f"run the stage(s) that write it first ({', '.join(writers) or 'see --list'}; e.g. without --only, "
+                    "or with them added to it), or point run_dir at the folder that holds them"
+                )
+                result.status[stage.name] = "failed"
+                log(f"{head}: FAILED before it started\n  {msg}")
+                raise StageFailed(stage.name, msg)
             changed, n_stored = model_code_changes(stamp, model_code), stored_models(run_dir, stage)
             if changed and n_stored:
                 log(

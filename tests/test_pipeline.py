@@ -444,6 +444,25 @@ def test_a_stage_whose_kernel_dies_is_recorded_as_failed_with_a_clear_message(pr
     assert not (run_dir / "b.txt").exists()  # the run stopped there
 
 
+def test_a_stage_whose_inputs_were_never_written_stops_with_a_clear_message(project: Path) -> None:
+    lines: list[str] = []
+    with pytest.raises(StageFailed) as info:
+        runner.run(
+            "t",
+            stages=STAGES,
+            only=["b"],
+            notebooks_dir=project / "notebooks",
+            params_dir=project / "params",
+            root=project,
+            log=lines.append,
+            progress_bar=False,
+        )
+    msg = str(info.value)
+    assert "stage 'b' reads a.txt from the run folder" in msg and "(a;" in msg, msg
+    assert any("FAILED before it started" in line for line in lines), lines
+    assert not (project / "runs" / "t" / "stages" / "history.jsonl").exists()  # nothing ran, nothing to account for
+
+
 def test_cli_exit_codes(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     assert runner.main(["--profile", "does-not-exist"]) == 2
     assert "no profile" in capsys.readouterr().err

@@ -276,6 +276,22 @@ def _first_line(source: str) -> str:
     return source.strip().splitlines()[0][:100] if source.strip() else ""
 
 
+def _kernel_failure_message(stage: Stage, src: Path, err: BaseException, seconds: float) -> str:
+    """Name the stage and what ended it when no cell raised: papermill's error (``DeadKernelError`` when the kernel
+    process died: a signal, the system's out-of-memory killer)."""
+    died = "died" in str(err).lower() or type(err).__name__ == "DeadKernelError"
+    return (
+        f"stage {stage.name!r} ({src.name}) stopped after {_fmt(seconds)} without an error in a cell: "
+        f"{type(err).__name__}: {str(err).strip() or 'no message'}"
+        + (
+            " (its kernel process died: killed by a signal, or by the system for lack of memory: see `dmesg`); "
+            "what it finished is kept and read back when the run is resumed"
+            if died
+            else ""
+        )
+    )
+
+
 def _failure_message(stage: Stage, src: Path, err: Any) -> str:
     """Name the stage, the cell (its number among the source notebook's cells + first line) and the error."""
     source = getattr(err, "source", "") or ""
@@ -454,21 +470,7 @@ def run(
                         progress_bar=progress_bar,
                         log_output=False,
                     )
-            except PapermillExecutionError as err:
-                seconds = time.perf_counter() - t0
-                record_execution(run_dir, stage, "failed", seconds, key["hash"], started)
-                shutil.move(str(partial), failed_nb)
-                if build_report:
-                    render_html(failed_nb, report_dir, stem=f"{stage.notebook}.failed")
-                stamp_path.unlink(missing_ok=True)
-                result.status[stage.name], result.seconds[stage.name] = "failed", seconds
-                msg = _failure_message(stage, src, err)
-                log(
-                    f"{head}: FAILED after {seconds:.1f} s\n  {msg}\n  executed notebook kept: {failed_nb}"
-                    + (f"\n  kernel log: {kernel_log}" if kernel_log.is_file() else "")
-                )
-                raise StageFailed(stage.name, msg, failed_nb) from None
-            except Exception as err:  # no cell raised: the kernel died (a signal, out of memory) or did not start
+            except Exception as err:  # a cell raised (PapermillExecutionError), or the kernel died or did not start
                 seconds = time.perf_counter() - t0
                 record_execution(run_dir, stage, "failed", seconds, key["hash"], started)
                 kept = None
@@ -479,22 +481,16 @@ def run(
                         render_html(failed_nb, report_dir, stem=f"{stage.notebook}.failed")
                 stamp_path.unlink(missing_ok=True)
                 result.status[stage.name], result.seconds[stage.name] = "failed", seconds
+                in_cell = isinstance(err, PapermillExecutionError)
                 msg = (
-                    f"stage {stage.name!r} ({src.name}) stopped after {_fmt(seconds)} without an error in a cell: "
-                    f"{type(err).__name__}: {str(err).strip() or 'no message'}"
-                    + (
-                        " (its kernel process died: killed by a signal, or by the system for lack of memory: see "
-                        "`dmesg`); what it finished is kept and read back when the run is resumed"
-                        if "died" in str(err).lower() or type(err).__name__ == "DeadKernelError"
-                        else ""
-                    )
+                    _failure_message(stage, src, err) if in_cell else _kernel_failure_message(stage, src, err, seconds)
                 )
                 log(
                     f"{head}: FAILED after {_fmt(seconds)}\n  {msg}"
                     + (f"\n  executed notebook kept: {kept}" if kept else "")
                     + (f"\n  kernel log: {kernel_log}" if kernel_log.is_file() else "")
                 )
-                raise StageFailed(stage.name, msg, kept) from err
+                raise StageFailed(stage.name, msg, kept) from (None if in_cell else err)
             except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (kill): the stage's wall time is recorded
                 seconds = time.perf_counter() - t0
                 record_execution(run_dir, stage, "stopped", seconds, key["hash"], started)

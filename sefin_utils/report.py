@@ -513,7 +513,7 @@ def at_epoch_cap(results: pd.DataFrame, *, patience: int | None = None) -> pd.Da
     best = pd.to_numeric(results["best_epoch"], errors="coerce")
     ran = pd.to_numeric(results["epochs_run"], errors="coerce")
     ended = (ran - best < patience) if patience is not None else (best == ran)
-    return results[(best > 0) & ended.fillna(False)]
+    return results[(best > 0) & ended]
 
 
 def say_models(

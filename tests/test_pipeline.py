@@ -121,8 +121,9 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _run(project: Path, stages=STAGES, **kw):
-    lines: list[str] = []
+def _run(project: Path, stages=STAGES, lines: list[str] | None = None, **kw):
+    """Run ``stages`` of the throwaway project; its log goes to ``lines`` (kept when the run raises)."""
+    lines = [] if lines is None else lines
     result = runner.run(
         "t",
         stages=stages,
@@ -395,15 +396,7 @@ def test_failing_stage_names_stage_cell_and_error_and_keeps_notebook(project: Pa
     stages = (*STAGES[:1], Stage("fail", "03_fail", outputs=()), Stage("b", "02_b", outputs=("b.txt",)))
     lines: list[str] = []
     with pytest.raises(StageFailed) as info:
-        runner.run(
-            "t",
-            stages=stages,
-            notebooks_dir=project / "notebooks",
-            params_dir=project / "params",
-            root=project,
-            log=lines.append,
-            progress_bar=False,
-        )
+        _run(project, stages=stages, lines=lines)
     msg = str(info.value)
     assert "stage 'fail'" in msg and "03_fail.py" in msg
     assert "cell 3 of 3" in msg  # title, parameters, the failing cell: counted in the source notebook
@@ -425,15 +418,7 @@ def test_a_stage_whose_kernel_dies_is_recorded_as_failed_with_a_clear_message(pr
     stages = (*STAGES[:1], Stage("die", "05_die", outputs=()), STAGES[1])
     lines: list[str] = []
     with pytest.raises(StageFailed) as info:
-        runner.run(
-            "t",
-            stages=stages,
-            notebooks_dir=project / "notebooks",
-            params_dir=project / "params",
-            root=project,
-            log=lines.append,
-            progress_bar=False,
-        )
+        _run(project, stages=stages, lines=lines)
     msg = str(info.value)
     assert info.value.stage == "die" and "stage 'die' (05_die.py)" in msg and "kernel process died" in msg, msg
     assert any("FAILED after" in line for line in lines), lines
@@ -447,16 +432,7 @@ def test_a_stage_whose_kernel_dies_is_recorded_as_failed_with_a_clear_message(pr
 def test_a_stage_whose_inputs_were_never_written_stops_with_a_clear_message(project: Path) -> None:
     lines: list[str] = []
     with pytest.raises(StageFailed) as info:
-        runner.run(
-            "t",
-            stages=STAGES,
-            only=["b"],
-            notebooks_dir=project / "notebooks",
-            params_dir=project / "params",
-            root=project,
-            log=lines.append,
-            progress_bar=False,
-        )
+        _run(project, stages=STAGES, only=["b"], lines=lines)
     msg = str(info.value)
     assert "stage 'b' reads a.txt from the run folder" in msg and "(a;" in msg, msg
     assert any("FAILED before it started" in line for line in lines), lines

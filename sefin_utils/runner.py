@@ -540,11 +540,32 @@ def run(
             try:
                 from sefin_utils import report
 
+                carry_report(run_dir, report_dir, stages, P)
                 result.index = report.build_index(run_dir, report_dir, stages=stages)
             except Exception as exc:  # the index must not hide the stage's own error
                 log(f"report index not written: {type(exc).__name__}: {exc}")
     log(f"finished in {_fmt(time.perf_counter() - t_run)}; report: {result.index or report_dir}")
     return result
+
+
+def carry_report(run_dir: Path, report_dir: Path, stages: Sequence[Stage], P: dict[str, Any]) -> list[Path]:
+    """Make ``report_dir`` a whole report of ``run_dir`` when only some stages ran into it (``--only`` with a new
+    ``report_dir``): render the pages of every finished stage (a stamp and an executed notebook in the run folder)
+    that has none there, and write the published split table (:func:`sefin_utils.runs.publish_splits`, from the
+    run's ``splits.csv``) when it is missing. Returns the files written. Without it such a folder held the new
+    stages' pages only, and publishing it dropped the others (stop 25)."""
+    written: list[Path] = []
+    for stage in stages:
+        executed = run_dir / "executed" / f"{stage.notebook}.ipynb"
+        stamped = (run_dir / "stages" / f"{stage.name}.json").is_file()
+        if stamped and executed.is_file() and not (report_dir / f"{stage.notebook}.nocode.html").is_file():
+            written += render_html(executed, report_dir)
+    if (run_dir / "splits.csv").is_file() and not (report_dir / "splits.csv").is_file():
+        from sefin_utils import runs
+
+        root = Path(P["data_root"]) if P.get("data_root") else runs.generated_data_root(P)
+        written.append(runs.publish_splits(runs.load_splits(P), root, report_dir / "splits.csv"))
+    return written
 
 
 def record_execution(run_dir: Path, stage: Stage, status: str, seconds: float, key_hash: str, started: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sefin_utils import profile, runner
+from sefin_utils import profile, runner, runs
 from sefin_utils.runner import Stage, StageFailed
 from sefin_utils.stages import STAGE_HISTORY
 
@@ -253,6 +253,26 @@ out = Path(params["run_dir"]) / "ser"
 (out / "results.csv").write_text("variant\\ne2e_frozen\\n")
 """
 )
+
+
+def test_a_part_run_into_a_new_report_folder_carries_the_other_stages_pages_and_splits(project: Path) -> None:
+    _run(project)
+    run_dir = project / "runs" / "t"
+    audio = run_dir / "demo-data" / "corpus" / "x.wav"  # the split table's paths lie under the data root
+    pd.DataFrame(
+        {"recording_id": ["corpus/x"], "path": [str(audio)], "corpus": ["C"], "speaker": ["1"], "emotion": ["sad"]}
+        | {"split": ["test"], "protocol": ["speaker"], "duration": [1.0]}
+    ).to_csv(run_dir / "splits.csv", index=False)
+    second = project / "reports" / "second"
+    result, _ = _run(project, force=True, only=["b"], overrides={"report_dir": str(second)})
+    assert result.status == {"b": "ran"}
+    for stem in ("01_a", "02_b"):  # stage a did not run into this folder: its pages are rendered from the run
+        assert (second / f"{stem}.nocode.html").is_file() and (second / f"{stem}.html").is_file()
+    assert "A wrote" in (second / "01_a.html").read_text()
+    assert '<a href="01_a.nocode.html">report</a>' in (second / "index.html").read_text()
+    published = pd.read_csv(second / "splits.csv")
+    assert published.columns.tolist() == list(runs.PUBLIC_SPLIT_COLUMNS)
+    assert published["path"].tolist() == ["corpus/x.wav"]  # relative to the data root, as stage 01 writes it
 
 
 def test_a_changed_model_code_is_announced_before_stored_models_retrain(

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sefin_utils import study
+from sefin_utils import study, tables
 from sefin_utils.features import KAGGLE
 
 FEATURE_NAMES: tuple[str, ...] = KAGGLE.features
@@ -232,14 +232,14 @@ def ablation_marginals(
         lo, hi = study.ABLATION_ACCURACY
         ax.axhspan(lo, hi, color="grey", alpha=0.12, label=f"study spread ({study.PROTOCOL})")
     ax.set_xticks(range(len(FEATURE_NAMES)), FEATURE_NAMES)
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(tables.readable(metric))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(title="feature taken from", fontsize=8)
     ax.set_title(f"ablation: {len(tab)} mixes ({design})", fontsize=10)
     ax_d.axhline(0, color="grey", lw=1)
     ax_d.set_xlim(-0.5, len(FEATURE_NAMES) - 0.5)
     ax_d.set_xticks(range(len(FEATURE_NAMES)), FEATURE_NAMES)
-    ax_d.set_ylabel(f"FIN - librosa, {metric.replace('_', ' ')}")
+    ax_d.set_ylabel(f"FIN - librosa, {tables.readable(metric)}")
     ax_d.grid(axis="y", alpha=0.3)
     what = "paired differences" if (marg["pairs_n"] > 0).any() else "difference of means ± s.e."
     ax_d.set_title(f"effect of taking the feature from its FIN ({what})", fontsize=10)
@@ -295,7 +295,7 @@ def headline(summary: pd.DataFrame, *, metric: str = "test_macro_f1", path: str 
         ax.scatter(x, published, marker="D", color="tab:red", zorder=3, label=f"study ({study.PROTOCOL})")
     ax.set_xticks(x, rows["variant"], rotation=20, ha="right")
     ax.set_ylim(0, 1)
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(tables.readable(metric))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -4,6 +4,7 @@ log-compressed and mean-normalised per clip (CMN).
 Usage::
 
     python benchmarks/temporal_inputs.py RUN_DIR [--transforms raw log log_cmn] [--seeds 0] [--sources librosa]
+        [--filters 64] [--kernel 5]
 
 RUN_DIR is a run folder whose clip store and label cache exist (``python -m sefin_utils run --profile full --only
 data frames_labels``); its ``params.json`` gives the split, epochs, batch size, patience, class weights and
@@ -22,6 +23,9 @@ masked Conv1D, attentive pooling), trained by ``training.train_classifier`` on t
   normalisation: removes a clip's constant channel and level offsets, and with them its average level);
 - ``log_cmn_mean``: ``log_cmn`` frames with the clip's mean (``log``) appended to every frame (324 values).
 
+``--filters`` and ``--kernel`` change the width of the two Conv1D layers and their kernel (stage 05: 64 and 5,
+``classifiers.TEMPORAL_FILTERS`` / ``TEMPORAL_KERNEL``), to measure a wider model before changing the model code.
+
 Sources: ``librosa`` (the cached labels, as ``librosa_temporal``) or ``fin`` (the run's frozen learnt FINs' cached
 outputs, as ``e2e_frozen_temporal``).
 """
@@ -38,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sefin_utils import experiments, runs  # noqa: E402
+from sefin_utils import classifiers, experiments, runs  # noqa: E402
 from sefin_utils.classifiers import build_frame_classifier, encode_labels, frames_to_db, pooled_norm_stats  # noqa: E402
 from sefin_utils.constants import ESD_EMOTIONS, class_names  # noqa: E402
 from sefin_utils.features import FEATURE_NAMES  # noqa: E402
@@ -75,7 +79,13 @@ def main() -> None:
         default=None,
         help="train on these copies (e.g. orig noise speed_pitch); default: the run's ser_train_augmentations",
     )
+    ap.add_argument("--filters", type=int, default=None, help="Conv1D filters (stage 05: TEMPORAL_FILTERS, 64)")
+    ap.add_argument("--kernel", type=int, default=None, help="Conv1D kernel in frames (stage 05: TEMPORAL_KERNEL, 5)")
     args = ap.parse_args()
+    if args.filters:
+        classifiers.TEMPORAL_FILTERS = args.filters
+    if args.kernel:
+        classifiers.TEMPORAL_KERNEL = args.kernel
 
     P = json.loads((args.run_dir / "params.json").read_text())
     P.setdefault("ser_frame_scale", "linear")  # runs made before the param existed (unused here: see --transforms)
@@ -159,6 +169,7 @@ def main() -> None:
             )
             if args.out:
                 line = {"input": kind, "sources": args.sources, "seed": seed, "protocol": P["protocol"], **f1}
+                line["filters"], line["kernel"] = classifiers.TEMPORAL_FILTERS, classifiers.TEMPORAL_KERNEL
                 line["train_augmentations"] = p["train_augmentations"]
                 line["epochs_run"], line["seconds"] = n_ep, round(secs, 1)
                 line["per_corpus_test"] = {c: r["macro_f1"] for c, r in rep["test"]["per_corpus"].items()}

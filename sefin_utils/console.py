@@ -13,6 +13,10 @@ stage notebook calls :func:`quiet_kernel` first, before TensorFlow is imported:
   traceback is sent as the cell's error output, not through stderr.
 
 Outside a kernel (scripts, tests) :func:`quiet_kernel` changes nothing but the TensorFlow log level default.
+
+Commands (``python -m sefin_utils predict``) import TensorFlow through :func:`import_tensorflow_quietly`: since
+TensorFlow 2.19 two start-up lines ignore ``TF_CPP_MIN_LOG_LEVEL`` (tensorflow/tensorflow#100442) and would precede
+every answer; they are held back (:data:`STARTUP_LINES`), anything else TensorFlow writes while loading is shown.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import io
 import logging
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from typing import TextIO
@@ -36,6 +41,15 @@ FILTERED: dict[str, str] = {
     "model is built in a loop (every seed and variant of a stage builds one): expected, and costs seconds",
 }
 """Messages filtered on purpose (message start -> why it cannot be fixed at its source)."""
+
+
+STARTUP_LINES: dict[str, str] = {
+    "All log messages before absl::InitializeLog() is called": "absl's notice that it logs to stderr before it is "
+    "initialised (TensorFlow never initialises it)",
+    "oneDNN custom operations are on": "TensorFlow's INFO line at import on x86 CPUs (its numerics differ from "
+    "oneDNN-off builds by float round-off only); TF_CPP_MIN_LOG_LEVEL no longer hides it (TensorFlow 2.19+)",
+}
+"""Lines TensorFlow's C++ libraries write at import that :func:`import_tensorflow_quietly` holds back (-> why)."""
 
 
 _ROUTED: TextIO | None = None
@@ -130,3 +144,39 @@ def to_log() -> Iterator[None]:
         stream.flush()
         if opened:
             stream.close()
+
+
+def startup_noise(text: str) -> tuple[str, int]:
+    """``text`` (what went to stderr while TensorFlow loaded) without the lines of :data:`STARTUP_LINES`; returns the
+    kept text and how many lines were held back."""
+    kept, dropped = [], 0
+    for line in text.splitlines(keepends=True):
+        if any(s in line for s in STARTUP_LINES):
+            dropped += 1
+        else:
+            kept.append(line)
+    return "".join(kept), dropped
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras with file descriptor 2 held in a temporary file, then write to stderr whatever
+    they wrote there except :data:`STARTUP_LINES` (an error while loading still shows, and the import's exception
+    propagates). A no-op when TensorFlow is already imported."""
+    if "tensorflow" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept, _ = startup_noise(held.read().decode("utf-8", errors="replace"))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from sefin_utils import audio
+from sefin_utils import audio, console
 from sefin_utils.audio import AUDIO_EXTENSIONS, AudioError, display_path
 from sefin_utils.inference import CARD_FILE, BundleError, EmotionClassifier, Prediction, load_bundle
 from sefin_utils.io import json_default
@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    console.import_tensorflow_quietly()
     audio.safe_output(sys.stdout)
     try:
         model_path = Path(args.model) if args.model else find_latest_bundle()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -548,3 +549,38 @@ def test_predict_inputs_equal_the_training_cache(tmp_path: Path, clf: EmotionCla
             np.testing.assert_array_equal(fit_clips[0], store.clips[i])
         else:
             assert starts[0] == 0  # the default rule keeps the start of short recordings
+
+
+def test_startup_noise_holds_back_tensorflows_import_lines_only() -> None:
+    from sefin_utils import console
+
+    text = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796696217.176613   10923 port.cc:153] oneDNN custom operations are on. You may see ...\n"
+        "E0000 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
+    )
+    kept, dropped = console.startup_noise(text)
+    assert dropped == 2 and kept == "E0000 cuda_dnn.cc:8579] Unable to register cuDNN factory\n"
+
+
+def test_predict_command_answers_with_the_shipped_model_and_no_tensorflow_startup_lines(sample_root: Path) -> None:
+    """What a user sees right after set-up: the shipped model's answer, and on stderr only which model answered."""
+    import subprocess
+    import sys
+
+    from sefin_utils import console
+
+    repo = Path(__file__).resolve().parents[1]
+    wav = sorted(sample_root.rglob("*.wav"))[0]
+    out = subprocess.run(
+        [sys.executable, "-m", "sefin_utils", "predict", "--model", str(repo / "models" / "sefin-ser"), str(wav)],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert wav.name in out.stdout and "surprise" in out.stdout  # the table names the file and every class
+    assert not any(s in out.stderr for s in console.STARTUP_LINES), out.stderr
+    assert out.stderr.strip().splitlines() == [f"model: {repo / 'models' / 'sefin-ser'} (end_to_end, 8 classes)"]

@@ -736,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sefin_utils run``: 0 on success, 1 when a stage fails, 2 on a usage error."""
+    """``python -m sefin_utils run``: 0 on success, 1 when a stage fails, 2 on a usage error, 130 when stopped by
+    Ctrl-C or SIGTERM (the run has already said what it kept: no traceback)."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     overrides = {k: parse_value(v) for k, v in args.param}
     try:
@@ -758,6 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError, PermissionError) as err:
         print(f"sefin run: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

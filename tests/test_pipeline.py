@@ -471,6 +471,12 @@ def test_cli_exit_codes(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
     err = capsys.readouterr().err
     assert "stage 'fail'" in err and "ZeroDivisionError" in err
 
+    def stopped(*a, **k):
+        raise KeyboardInterrupt("signal 15")  # what the runner's SIGTERM handler raises, after recording the stage
+
+    monkeypatch.setattr(runner, "run", stopped)
+    assert runner.main(["--profile", "t"]) == 130  # no traceback: the run has said what it kept
+
 
 def _fake_results() -> pd.DataFrame:
     rows = []

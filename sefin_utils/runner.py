@@ -426,9 +426,7 @@ def run(
             outputs_ok = all((run_dir / o).exists() for o in stage.outputs) and executed.is_file()
             if not force and stamp.get("hash") == key["hash"] and outputs_ok:
                 log(f"{head}: skipped (unchanged)")
-                result.status[stage.name] = "skipped"
-                if build_report and not (report_dir / f"{stage.notebook}.html").is_file():
-                    render_html(executed, report_dir)
+                result.status[stage.name] = "skipped"  # its pages, if missing, are rendered by carry_report
                 continue
             absent = [name for name in stage.inputs if not name.startswith("@") and not (run_dir / name).exists()]
             if absent:
